@@ -1,0 +1,34 @@
+"""A run's whole stdout and stderr: from the archive once it has ended, from the relay while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+
+from zyrak8s_core import relay as relays
+from zyrak8s_core import storage as storages
+from zyrak8s_core.runs import RunRecord
+
+__all__ = ["full_logs"]
+
+
+async def full_logs(record: RunRecord, storage: storages.Storage, relay: relays.Relay) -> tuple[str, str]:
+    if record.status.final:
+        try:
+            return await asyncio.gather(
+                asyncio.to_thread(_archived, storage, record.job_id, "stdout"),
+                asyncio.to_thread(_archived, storage, record.job_id, "stderr"),
+            )  # type: ignore[return-value]
+        except storages.StorageError:
+            return record.stdout_tail, record.stderr_tail  # never archived (canceled while queued, say)
+    try:
+        events = await relay.snapshot(record.job_id)
+    except relays.RelayUnavailable:
+        return record.stdout_tail, record.stderr_tail
+    return (
+        "".join(e.data for e in events if e.kind == "stdout"),
+        "".join(e.data for e in events if e.kind == "stderr"),
+    )
+
+
+def _archived(storage: storages.Storage, job_id: str, stream: str) -> str:
+    return storage.get_bytes(storages.log_key(job_id, stream)).decode(errors="replace")

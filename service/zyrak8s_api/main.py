@@ -1,0 +1,84 @@
+"""Wiring only: settings, services, middleware and routers. Every route is served at / and under /v1."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import make_asgi_app
+
+from zyrak8s_core import catalogue, logs, relay as relays, storage as storages
+from zyrak8s_core.settings import Settings, get_settings
+from zyrak8s_api import metrics
+from zyrak8s_api.backends.base import Backend
+from zyrak8s_api.deps import Services
+from zyrak8s_api.routes import commands, health, runs, uploads, ws
+
+__all__ = ["create_app"]
+
+
+def _backend(settings: Settings, storage: storages.Storage, relay: relays.Relay) -> Backend:
+    if settings.backend == "kubernetes":
+        from zyrak8s_api.backends.kube import KubeBackend
+
+        return KubeBackend(settings, storage, relay)
+    from zyrak8s_api.backends.local import LocalBackend
+
+    return LocalBackend(settings, storage, relay)
+
+
+def _limiter(settings: Settings):  # type: ignore[no-untyped-def]
+    if not settings.rate_limit:
+        return None
+    from limits.storage import storage_from_string
+    from limits.aio.strategies import MovingWindowRateLimiter
+
+    url = f"async+{settings.redis_url.get_secret_value()}" if settings.redis_url else "async+memory://"
+    return MovingWindowRateLimiter(storage_from_string(url))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.require_auth_configured()
+    logs.configure(settings.log_level, settings.log_format)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        storage = storages.from_settings(settings)
+        relay = relays.from_url(settings.redis_url.get_secret_value() if settings.redis_url else None, settings.relay_max_entries)
+        backend = _backend(settings, storage, relay)
+        app.state.services = Services(settings, storage, relay, backend, catalogue.load(), _limiter(settings))
+        await backend.start()
+        try:
+            yield
+        finally:
+            await backend.close()
+            await relay.close()
+
+    app = FastAPI(
+        title="zyra-k8s",
+        summary="Run the Zyra CLI over REST and WebSocket, on one machine or on Kubernetes",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.REQUESTS.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    api = APIRouter()
+    for module in (runs, commands, uploads, ws, health):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(api, prefix="/v1")
+    app.mount("/metrics", make_asgi_app())
+    return app

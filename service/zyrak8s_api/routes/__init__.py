@@ -1,0 +1,1 @@
+"""One router module per resource; main.py mounts them at / and /v1."""
