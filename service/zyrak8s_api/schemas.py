@@ -77,17 +77,7 @@ class JobPublic(BaseModel):
 
     @classmethod
     def from_record(cls, record: RunRecord, *, stdout: str, stderr: str) -> "JobPublic":
-        return cls(
-            **record.model_dump(
-                include={
-                    "job_id", "status", "stage", "command", "argv", "exit_code", "signal", "reason", "message",
-                    "outputs", "created_at", "started_at", "finished_at", "timeout_seconds",
-                }
-            ),
-            stdout=stdout,
-            stderr=stderr,
-            duration_seconds=record.duration_seconds,
-        )
+        return cls.model_validate(record.public(stdout, stderr))
 
 
 class UploadPublic(BaseModel):

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,9 @@ class RunDir:
     def create(self) -> None:
         for d in (self.inputs, self.home, self.logs):
             d.mkdir(parents=True, exist_ok=True)
+        seed = os.environ.get("ZYRA_MPL_SEED")  # a prebuilt matplotlib cache (the image's is read-only)
+        if seed and os.path.isdir(seed) and not (self.home / ".matplotlib").exists():
+            shutil.copytree(seed, self.home / ".matplotlib")
 
 
 def child_env(run_dir: RunDir, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -70,7 +74,7 @@ def child_env(run_dir: RunDir, base: dict[str, str] | None = None) -> dict[str, 
         PYTHONUNBUFFERED="1",
         TMPDIR=str(run_dir.home),
     )
-    env.setdefault("MPLCONFIGDIR", str(run_dir.home / ".matplotlib"))
+    env["MPLCONFIGDIR"] = str(run_dir.home / ".matplotlib")
     return env
 
 

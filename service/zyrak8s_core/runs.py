@@ -145,6 +145,21 @@ class RunRecord(BaseModel):
         self.started_at = result.started_at or self.started_at
         self.finished_at = result.finished_at or now()
 
+    def public(self, stdout: str, stderr: str) -> dict[str, Any]:
+        """The body of GET /jobs/{id} and of a callback."""
+        return {
+            **self.model_dump(
+                mode="json",
+                include={
+                    "job_id", "status", "stage", "command", "argv", "exit_code", "signal", "reason", "message",
+                    "outputs", "created_at", "started_at", "finished_at", "timeout_seconds",
+                },
+            ),
+            "stdout": stdout,
+            "stderr": stderr,
+            "duration_seconds": self.duration_seconds,
+        }
+
     def final_frame(self, stdout: str, stderr: str) -> dict[str, Any]:
         """The WebSocket's last frame."""
         return {

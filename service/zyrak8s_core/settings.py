@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     runner_service_account: str = "zyra-runner"
     job_ttl_seconds: int = 600  # finished Jobs and pods are removed after this
     job_backoff_limit: int = 0
+    run_volume_size: str = "10Gi"  # the emptyDir a run's inputs and outputs live in
+    run_retention_seconds: int = 7 * 24 * 3600  # ZyraRuns are deleted after this; storage keeps its own rules
+    operator_resync_seconds: float = 30.0  # every unfinished run is looked at again this often
+    operator_metrics_port: int = 8080
     default_cpu_request: str = "100m"
     default_cpu_limit: str = "1"
     default_memory_request: str = "256Mi"

@@ -93,6 +93,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def delete_prefix(self, prefix: str) -> None: ...
 
+    def tail_bytes(self, key: str, limit: int) -> bytes:
+        """The last `limit` bytes of an object; NotFound if absent."""
+        return self.get_bytes(key)[-limit:]
+
     def get_bytes(self, key: str) -> bytes:
         return b"".join(self.iter_bytes(key))
 
@@ -144,6 +148,15 @@ class LocalStorage(Storage):
         except (FileNotFoundError, IsADirectoryError):
             raise NotFound(key) from None
         return _iter_file(fh, chunk_size)
+
+    def tail_bytes(self, key: str, limit: int) -> bytes:
+        src = self._path(key)
+        try:
+            with src.open("rb") as fh:
+                fh.seek(max(0, src.stat().st_size - limit))
+                return fh.read()
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound(key) from None
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
@@ -256,6 +269,17 @@ class S3Storage(Storage):
         except Exception as exc:
             raise self._translate(exc, key) from exc
         return _iter_body(body, chunk_size)
+
+    def tail_bytes(self, key: str, limit: int) -> bytes:
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=_check_key(key), Range=f"bytes=-{limit}")
+        except Exception as exc:
+            from botocore.exceptions import ClientError
+
+            if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""  # an empty object
+            raise self._translate(exc, key) from exc
+        return obj["Body"].read()
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         found = []

@@ -189,9 +189,7 @@ class LocalBackend(Backend):
         if event is not None:
             event.set()
         if record.callback_url and self.settings.callback_secret:
-            from zyrak8s_api.schemas import JobPublic
-
-            payload = JobPublic.from_record(record, stdout=record.stdout_tail, stderr=record.stderr_tail).model_dump(mode="json")
+            payload = record.public(record.stdout_tail, record.stderr_tail)
             self._spawn(
                 callbacks.deliver(
                     record.callback_url,

@@ -1,0 +1,341 @@
+"""ZyraRun handlers: create the Job, follow it, write the status, clean up.
+
+    kopf run --standalone -m zyrak8s_operator [--namespace NS | --all-namespaces]
+
+Every handler funnels into `reconcile`, which reads the run, its Job and its Pods as they are now and
+writes the status that `outcome.decide` gives: a restarted operator picks every run up where it was, and a
+missed event is caught by the periodic resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any
+
+import kopf
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from zyrak8s_core import callbacks, catalogue, kube, logs
+from zyrak8s_core import relay as relays
+from zyrak8s_core import storage as storages
+from zyrak8s_core.runs import RunSpec, tail
+from zyrak8s_core.settings import Settings, get_settings
+
+from zyrak8s_operator import jobs, metrics
+from zyrak8s_operator.outcome import Outcome, decide
+
+log = logging.getLogger(__name__)
+
+SETTINGS: Settings = get_settings()
+_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+_background: set[asyncio.Task[Any]] = set()
+
+
+class Clients:
+    def __init__(self) -> None:
+        self.custom = client.CustomObjectsApi()
+        self.batch = client.BatchV1Api()
+        self.core = client.CoreV1Api()
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    logs.configure(SETTINGS.log_level, SETTINGS.log_format)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="zyra.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="zyra.io")
+    settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's would repeat it
+    settings.watching.server_timeout = 300
+    settings.batching.worker_limit = 64
+    kube.load_config()
+    memo.clients = Clients()
+    memo.storage = storages.from_settings(SETTINGS)
+    memo.relay = relays.from_url(SETTINGS.redis_url.get_secret_value() if SETTINGS.redis_url else None)
+    memo.catalogue = catalogue.load()
+    metrics.serve(SETTINGS.operator_metrics_port)
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    await memo.relay.close()
+
+
+# ---------------------------------------------------------------- handlers
+
+
+@kopf.on.resume(kube.GROUP, kube.VERSION, kube.PLURAL)
+@kopf.on.create(kube.GROUP, kube.VERSION, kube.PLURAL)
+async def spawn_job(
+    name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    if status.get("phase") in kube.FINAL_PHASES:
+        return
+    try:
+        run_spec = await asyncio.to_thread(_run_spec, name, dict(spec), memo)
+    except catalogue.ArgsError as exc:
+        allowed = f" (allowed: {', '.join(exc.allowed[:30])})" if exc.allowed else ""
+        await _patch_status(memo, namespace, name, {
+            "phase": "Failed", "reason": "InvalidSpec", "message": f"{exc}{allowed}"[:2000],
+            "completionTime": _now(), "observedGeneration": body["metadata"].get("generation"),
+        })
+        kopf.warn(body, reason="InvalidSpec", message=str(exc)[:500])
+        metrics.RUNS_FINISHED.labels(phase="Failed", reason="InvalidSpec").inc()
+        return
+    manifest = jobs.job_manifest(name, dict(spec), run_spec, SETTINGS)
+    kopf.adopt(manifest, owner=body)
+    try:
+        await asyncio.to_thread(memo.clients.batch.create_namespaced_job, namespace, manifest)
+        metrics.JOBS_CREATED.inc()
+        kopf.info(body, reason="JobCreated", message=f"Job {name} runs zyra {' '.join(run_spec.argv[:2])}")
+    except ApiException as exc:
+        if exc.status != 409:  # an existing Job is ours (deterministic name): not an error
+            raise kopf.TemporaryError(f"cannot create Job {name}: {exc.reason}", delay=5) from exc
+    await reconcile(memo, namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={kube.RUN_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={kube.RUN_LABEL: kopf.PRESENT})
+async def track_children(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile(memo, namespace, labels[kube.RUN_LABEL])
+
+
+@kopf.on.field(kube.GROUP, kube.VERSION, kube.PLURAL, field="spec.cancel")
+async def cancel_run(name: str, namespace: str, new: Any, memo: kopf.Memo, **_: Any) -> None:
+    if new:
+        await reconcile(memo, namespace, name)
+
+
+@kopf.timer(kube.GROUP, kube.VERSION, kube.PLURAL, interval=SETTINGS.operator_resync_seconds, idle=0)
+async def resync(name: str, namespace: str, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
+    """The safety net for missed events, and the clean-up of finished runs."""
+    if status.get("phase") not in kube.FINAL_PHASES:
+        await reconcile(memo, namespace, name)
+        return
+    finished = _parse_time(status.get("completionTime"))
+    if finished is None:
+        return
+    age = (datetime.now(timezone.utc) - finished).total_seconds()
+    if age > SETTINGS.run_retention_seconds:
+        await _delete(memo.clients.custom.delete_namespaced_custom_object, kube.GROUP, kube.VERSION, namespace, kube.PLURAL, name)
+    elif age > SETTINGS.job_ttl_seconds:
+        await _delete(memo.clients.batch.delete_namespaced_job, name, namespace, propagation_policy="Background")
+
+
+# ---------------------------------------------------------------- reconcile
+
+
+def _run_spec(name: str, spec: dict[str, Any], memo: kopf.Memo) -> RunSpec:
+    """Check the spec against zyra's catalogue, as the API does (objects may come from kubectl)."""
+    inputs = {i["fileId"]: i["name"] for i in spec.get("inputs") or []}
+
+    def resolve(file_id: str) -> str:
+        if file_id in inputs:
+            return inputs[file_id]
+        found = memo.storage.list(f"uploads/{file_id}/")
+        if not found:
+            raise catalogue.ArgsError(f"no upload with file_id {file_id}", field="spec.args")
+        return found[0].key.rsplit("/", 1)[-1]
+
+    inv = memo.catalogue.invocation(
+        spec["stage"], spec.get("command") or None, args=spec.get("args"), argv=spec.get("argv"), resolve_file=resolve
+    )
+    refs = {i.file_id: i.name for i in inv.inputs} | inputs
+    return RunSpec(
+        run_id=name,
+        stage=inv.stage,
+        command=inv.command,
+        argv=inv.argv,
+        inputs=[{"file_id": fid, "name": n} for fid, n in refs.items()],
+        timeout_seconds=int(spec.get("timeoutSeconds") or SETTINGS.default_timeout_seconds),
+    )
+
+
+async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
+    async with _locks[(namespace, name)]:
+        with metrics.RECONCILE_SECONDS.time():
+            await _reconcile(memo, namespace, name)
+
+
+async def _reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
+    api: Clients = memo.clients
+    run = await _get(api.custom.get_namespaced_custom_object, kube.GROUP, kube.VERSION, namespace, kube.PLURAL, name)
+    if run is None or (run.get("status") or {}).get("phase") in kube.FINAL_PHASES:
+        return
+    job = await _get(api.batch.read_namespaced_job, name, namespace)
+    job = api.batch.api_client.sanitize_for_serialization(job) if job is not None else None
+    pod_list = await asyncio.to_thread(api.core.list_namespaced_pod, namespace, label_selector=f"{kube.RUN_LABEL}={name}")
+    pods = [api.core.api_client.sanitize_for_serialization(p) for p in pod_list.items]
+
+    current = run.get("status") or {}
+    if job is None and current.get("jobName"):
+        out: Outcome | None = Outcome("Failed", "JobDeleted", "its Job was deleted before the run finished")
+    else:
+        out = decide(run, job, pods)
+    if out is None:
+        return
+    if out.stop_job and job is not None:
+        await _stop_job(api, namespace, name, job, out.stop_job)
+    if out.delete_pods:
+        for pod in pods:
+            if not pod["metadata"].get("deletionTimestamp"):
+                await _delete(api.core.delete_namespaced_pod, pod["metadata"]["name"], namespace)
+
+    new = {
+        "phase": out.phase,
+        "reason": out.reason,
+        "message": out.message[:2000] if out.message else None,
+        "podName": out.pod_name,
+        "startTime": out.start_time,
+        "jobName": name if job is not None else current.get("jobName"),
+        "observedGeneration": run["metadata"].get("generation"),
+    }
+    if out.final:
+        new.update(await asyncio.to_thread(_final_fields, memo, namespace, name, out, pods))
+    changes = {k: v for k, v in new.items() if v is not None and current.get(k) != v}
+    if not changes:
+        return
+    if "phase" in changes:
+        changes["conditions"] = _conditions(current.get("conditions") or [], out)
+    await _patch_status(memo, namespace, name, changes)
+    if "phase" in changes:
+        _announce(run, out)
+    if out.final:
+        await _finished(memo, run, out, changes)
+
+
+def _final_fields(memo: kopf.Memo, namespace: str, name: str, out: Outcome, pods: list[dict[str, Any]]) -> dict[str, Any]:
+    storage: storages.Storage = memo.storage
+    limit = SETTINGS.log_tail_bytes
+    fields: dict[str, Any] = {
+        "exitCode": out.exit_code,
+        "signal": out.signal,
+        "completionTime": _now(),
+        "logs": {s: storages.log_key(name, s) for s in ("stdout", "stderr")},
+        "outputsPrefix": storages.output_prefix(name),
+    }
+    try:
+        fields["stdoutTail"] = storage.tail_bytes(storages.log_key(name, "stdout"), limit).decode(errors="ignore")
+        fields["stderrTail"] = storage.tail_bytes(storages.log_key(name, "stderr"), limit).decode(errors="ignore")
+    except storages.StorageError:
+        fields["stdoutTail"] = _pod_log_tail(memo, namespace, out.pod_name, limit)
+        fields["message"] = ((out.message or "") + " (logs from the pod: none were archived)").strip()[:2000]
+    try:
+        prefix = storages.output_prefix(name)
+        fields["outputs"] = [{"name": o.key[len(prefix):], "size": o.size} for o in storage.list(prefix)]
+    except storages.StorageError:
+        fields["outputs"] = out.termination.get("outputs") or []
+    start = _parse_time(out.start_time)
+    if start is not None:
+        fields["duration"] = kube.format_duration((datetime.now(timezone.utc) - start).total_seconds())
+    return fields
+
+
+def _pod_log_tail(memo: kopf.Memo, namespace: str, pod: str | None, limit: int) -> str:
+    if not pod:
+        return ""
+    try:
+        text = memo.clients.core.read_namespaced_pod_log(pod, namespace, container=jobs.RUNNER_CONTAINER, limit_bytes=limit * 4)
+    except ApiException:
+        return ""
+    return tail(text, limit)
+
+
+async def _finished(memo: kopf.Memo, run: dict[str, Any], out: Outcome, changes: dict[str, Any]) -> None:
+    name = run["metadata"]["name"]
+    metrics.RUNS_FINISHED.labels(phase=out.phase, reason=out.reason or "").inc()
+    try:
+        # the runner publishes "end" itself; a pod that died before it could leaves its clients waiting
+        await memo.relay.publish(name, "end", {"status": kube.PHASES[out.phase].value})
+        await memo.relay.expire(name, SETTINGS.relay_retention_seconds)
+    except relays.RelayUnavailable:
+        pass
+    url = (run.get("spec") or {}).get("callbackUrl")
+    if url and SETTINGS.callback_secret is not None:
+        merged = {**run, "status": {**(run.get("status") or {}), **changes}}
+        record = kube.run_record(merged)
+        task = asyncio.create_task(
+            callbacks.deliver(
+                url,
+                record.public(record.stdout_tail, record.stderr_tail),
+                secret=SETTINGS.callback_secret.get_secret_value(),
+                max_attempts=SETTINGS.callback_max_attempts,
+                timeout=SETTINGS.callback_timeout_seconds,
+            )
+        )
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+def _announce(run: dict[str, Any], out: Outcome) -> None:
+    kind = "Warning" if out.phase == "Failed" else "Normal"
+    text = f"{out.phase}" + (f": {out.reason}" if out.reason else "") + (f" (exit code {out.exit_code})" if out.exit_code is not None and out.final else "")
+    kopf.event(run, type=kind, reason=out.reason or out.phase, message=(text + (f" - {out.message}" if out.message else ""))[:1000])
+
+
+def _conditions(existing: list[dict[str, Any]], out: Outcome) -> list[dict[str, Any]]:
+    now = _now()
+    wanted = {
+        "Started": out.phase in ("Running", "Succeeded", "Failed", "Canceled") and out.start_time is not None,
+        "Complete": out.final,
+        "Succeeded": out.phase == "Succeeded",
+    }
+    by_type = {c["type"]: c for c in existing}
+    result = []
+    for ctype, value in wanted.items():
+        status = "True" if value else "False"
+        old = by_type.get(ctype)
+        if old and old.get("status") == status:
+            result.append(old)
+        else:
+            result.append({"type": ctype, "status": status, "reason": out.reason or out.phase, "message": (out.message or "")[:300], "lastTransitionTime": now})
+    return result
+
+
+async def _stop_job(api: Clients, namespace: str, name: str, job: dict[str, Any], why: str) -> None:
+    if ((job.get("metadata") or {}).get("annotations") or {}).get(jobs.STOPPED_ANNOTATION):
+        return
+    body = {"metadata": {"annotations": {jobs.STOPPED_ANNOTATION: why}}, "spec": {"parallelism": 0}}
+    try:
+        await asyncio.to_thread(api.batch.patch_namespaced_job, name, namespace, body)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+async def _patch_status(memo: kopf.Memo, namespace: str, name: str, status: dict[str, Any]) -> None:
+    try:
+        await asyncio.to_thread(
+            memo.clients.custom.patch_namespaced_custom_object_status,
+            kube.GROUP, kube.VERSION, namespace, kube.PLURAL, name, {"status": status},
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise kopf.TemporaryError(f"cannot write the status of {name}: {exc.reason}", delay=2) from exc
+
+
+async def _get(fn: Any, *args: Any) -> Any:
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+async def _delete(fn: Any, *args: Any, **kwargs: Any) -> None:
+    try:
+        await asyncio.to_thread(fn, *args, **kwargs)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
