@@ -91,6 +91,8 @@ base_image_ensure() {
 
 # Executed: build it and print the tag. Sourced (build-image.sh): only define the functions.
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  need_root
+  docker_lock
   trap docker_down_if_started EXIT
   base_image_ensure
   echo "$BASE_TAG"

@@ -43,6 +43,7 @@ IMAGE=$1 DOCKERFILE=$2 CONTEXT=${3:-$REPO_ROOT}
 [ -d "$CONTEXT" ] || die "no build context directory $CONTEXT"
 case "$IMAGE" in *:*) ;; *) die "give the image a tag (name:tag), not the implicit :latest" ;; esac
 need_root
+docker_lock
 
 trap docker_down_if_started EXIT
 if [ -z "${BASE_IMAGE:-}" ]; then

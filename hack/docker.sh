@@ -9,9 +9,9 @@ HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HACK_DIR/lib/common.sh"
 . "$HACK_DIR/lib/docker.sh"
 case "${1:-}" in
-  up) docker_up ;;
-  down) docker_down ;;
+  up) docker_lock; docker_up ;;
+  down) docker_lock; docker_down ;;
   env) echo "export DOCKER_HOST=unix://$DOCKER_SOCK DOCKER_BUILDKIT=1" ;;
-  purge) docker_down; rm -rf "$ZYRA_DOCKER_HOME" ;;
+  purge) docker_lock; docker_down; rm -rf "$ZYRA_DOCKER_HOME" ;;
   *) echo "usage: $0 up|down|env|purge" >&2; exit 2 ;;
 esac

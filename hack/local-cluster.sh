@@ -5,7 +5,7 @@
 # bridge. Everything comes from Debian's archive. Needs root.
 #
 #   hack/local-cluster.sh build     install Debian packages, build the binaries once into the cache
-#                                   ($ZYRA_K8S_CACHE/kubernetes-<version>/bin; ~17 min cold on 2 cores)
+#                                   ($ZYRA_K8S_CACHE/kubernetes-<version>/bin; ~10 min cold on 2 cores)
 #   hack/local-cluster.sh up        start (or reuse a healthy running) cluster; builds if needed; cleans
 #                                   leftovers of an interrupted earlier run first; waits for node Ready
 #                                   and a pod to run. Prints the kubeconfig path on stdout.
@@ -13,6 +13,7 @@
 #                                   the bridge, iptables chains and all state (the build cache stays)
 #   hack/local-cluster.sh status    what runs; exit 0 only when the cluster is healthy
 #   hack/local-cluster.sh env       print `export KUBECONFIG=...`   (kubeconfig: print the path only)
+#   hack/local-cluster.sh kubectl ARGS...   the cluster's own kubectl (1.20.2) with its kubeconfig
 #
 # Settings (environment): ZYRA_K8S_CACHE (/var/cache/zyra-k8s), ZYRA_CLUSTER_HOME
 # (/var/lib/zyra-k8s/cluster). The cluster's addresses are fixed: bridge k8slocal0 10.244.0.1/24 (pods
@@ -52,7 +53,8 @@ cmd_build() {
         echo 'deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main'
       } > "$apt/sources.list"
       local o=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-               -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o Debug::NoLocking=1)
+               -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o Debug::NoLocking=1
+               -o APT::Sandbox::User=root)
       apt-get "${o[@]}" update -qq
       (cd "$src" && apt-get "${o[@]}" source -qq --download-only "kubernetes=$K8S_DEB_VERSION")
     fi
@@ -68,7 +70,7 @@ cmd_build() {
     touch "$tree.tmp/.patched"
     mv "$tree.tmp" "$tree"
   fi
-  log "building kubernetes $K8S_VERSION (${K8S_BINARIES[*]}) in $tree: ~17 min cold on 2 cores"
+  log "building kubernetes $K8S_VERSION (${K8S_BINARIES[*]}) in $tree: ~10 min cold on 2 cores"
   # GOCACHE under the cache root: an interrupted or forced rebuild reuses compiled packages.
   (cd "$tree" && HOME=$ZYRA_K8S_CACHE GOCACHE=$ZYRA_K8S_CACHE/gocache GOFLAGS=-mod=vendor \
      CGO_ENABLED=0 GOPROXY=off KUBE_VERBOSE=0 \
@@ -108,7 +110,8 @@ ctr_() { ctr --address "$H/ctr/containerd.sock" --namespace k8s.io "$@"; }
 lock() {
   mkdir -p "$(dirname "$H")"
   exec 9>"$H.lock"
-  flock -w 600 9 || die "another hack/local-cluster.sh holds $H.lock"
+  # long: a parallel caller may be doing a cold build (pytest-xdist workers all call `up`)
+  flock -w "${ZYRA_LOCK_TIMEOUT:-3600}" 9 || die "another hack/local-cluster.sh holds $H.lock"
 }
 
 apiserver_ready() { [ "$(kc get --raw /readyz 2>/dev/null)" = ok ]; }
@@ -368,7 +371,12 @@ YAML
 # teardown [quiet]: idempotent; works on a healthy cluster, a half-started one and a crashed one.
 teardown() {
   local quiet=${1:-}
-  [ -d "$H" ] || { cleanup_host; return 0; }
+  # Without a state dir, only a leftover bridge says a cluster of ours ran here (do not touch the
+  # iptables of a machine that never ran one).
+  if [ ! -d "$H" ]; then
+    if ip link show "$BRIDGE" >/dev/null 2>&1; then cleanup_host; fi
+    return 0
+  fi
   # 1. No new pods: stop the controllers, then delete every pod through the API so the kubelet
   #    stops its containers and the CNI plugin releases the network (best effort, bounded).
   stop_pidfile "$H/pids/kube-controller-manager"
@@ -535,5 +543,6 @@ case "${1:-}" in
   status) cmd_status ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
   kubeconfig) echo "$KUBECONFIG_FILE" ;;
-  *) echo "usage: $0 build|up|down|status|env|kubeconfig" >&2; exit 2 ;;
+  kubectl) shift; exec "$K8S_BIN/kubectl" --kubeconfig="$KUBECONFIG_FILE" "$@" ;;
+  *) echo "usage: $0 build [--force]|up|down|status|env|kubeconfig|kubectl ARGS" >&2; exit 2 ;;
 esac

@@ -37,10 +37,16 @@ apt_ensure() {
   [ ${#missing[@]} -eq 0 ] && return 0
   log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Packages like docker.io and containerd would start system daemons where an init system runs:
+  # forbid that for the install (we start our own, private ones).
+  local policy=/usr/sbin/policy-rc.d own_policy=
+  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy && own_policy=1; fi
+  local rc=0
   if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
   fi
+  [ -z "$own_policy" ] || rm -f $policy
+  [ $rc = 0 ] || die "apt-get install ${missing[*]} failed"
 }
 
 # wait_for SECONDS DESCRIPTION CMD...: poll CMD every 0.25 s.
@@ -89,8 +95,8 @@ proc_start() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20 || tr
 # start_bg NAME LOGDIR PIDDIR CMD...: run CMD detached (own session), record pid + start time.
 start_bg() {
   local name=$1 logdir=$2 piddir=$3; shift 3
-  # fd 9 is the caller's flock: a daemon must not inherit it.
-  setsid "$@" >>"$logdir/$name.log" 2>&1 < /dev/null 9>&- &
+  # fds 8/9 are the callers' flocks: a daemon must not inherit them.
+  setsid "$@" >>"$logdir/$name.log" 2>&1 < /dev/null 8>&- 9>&- &
   local pid=$!
   echo "$pid" > "$piddir/$name"
   proc_start "$pid" > "$piddir/$name.start"

@@ -18,6 +18,14 @@ _ZYRA_DOCKER_STARTED=
 
 docker_() { DOCKER_HOST=unix://$DOCKER_SOCK DOCKER_BUILDKIT=1 "$DOCKER_CLI" "$@"; }
 
+# docker_lock: one image build at a time per machine (parallel test workers would race to start
+# the daemon and to stop it under each other). Held until the calling script exits.
+docker_lock() {
+  mkdir -p "$(dirname "$ZYRA_DOCKER_HOME")"
+  exec 8>"$ZYRA_DOCKER_HOME.lock"
+  flock -w "${ZYRA_LOCK_TIMEOUT:-3600}" 8 || die "another image build holds $ZYRA_DOCKER_HOME.lock"
+}
+
 docker_running() { pid_alive "$DOCKER_PIDFILE" && docker_ version >/dev/null 2>&1; }
 
 # docker_up: start the private dockerd unless it runs. It is stopped again at exit by
@@ -38,7 +46,7 @@ docker_up() {
       --pidfile "$DOCKER_PIDFILE" -H "unix://$DOCKER_SOCK" \
       --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
       --userland-proxy=false --storage-driver=overlay2 --log-level=warn \
-      >>"$ZYRA_DOCKER_HOME/dockerd.log" 2>&1 < /dev/null 9>&- &
+      >>"$ZYRA_DOCKER_HOME/dockerd.log" 2>&1 < /dev/null 8>&- 9>&- &
   local pid=$!
   wait_for 60 dockerd docker_ version || { tail -20 "$ZYRA_DOCKER_HOME/dockerd.log" >&2; die "dockerd did not start"; }
   echo "$pid" > "$DOCKER_PIDFILE"
