@@ -160,20 +160,23 @@ class LocalStorage(Storage):
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
-        if base.is_file():
-            return [ObjectInfo(prefix, base.stat().st_size)]
-        start = base if base.is_dir() else base.parent
+        # a string prefix, as in S3: "runs/r1" also covers "runs/r10/...", so look in the parent directory
+        start = base if prefix.endswith("/") or not prefix.strip("/") else base.parent
         if not start.is_dir():
             return []
         found = []
-        for path in sorted(start.rglob("*")):
+        for path in start.rglob("*"):
             if path.is_file() and not path.name.endswith(".partial"):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     found.append(ObjectInfo(key, path.stat().st_size))
-        return found
+        return sorted(found, key=lambda o: o.key)
 
     def delete_prefix(self, prefix: str) -> None:
+        if not prefix.endswith("/"):  # a string prefix, as in S3: exactly what list() shows under it
+            for obj in self.list(prefix):
+                self._path(obj.key).unlink(missing_ok=True)
+            return
         target = self._path(prefix.rstrip("/"))
         if target.is_dir():
             shutil.rmtree(target, ignore_errors=True)
