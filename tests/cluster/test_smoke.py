@@ -58,9 +58,7 @@ def _run_pod(kube_cluster, ns, pod, timeout=120):
     with kube_cluster.api_client() as api:
         c.CoreV1Api(api).create_namespaced_pod(ns, pod)
     term = kube_cluster.wait_pod_terminated(ns, pod.metadata.name, timeout=timeout)
-    with kube_cluster.api_client() as api:
-        logs = c.CoreV1Api(api).read_namespaced_pod_log(pod.metadata.name, ns)
-    return term.exit_code, logs
+    return term.exit_code, kube_cluster.pod_logs(ns, pod.metadata.name)
 
 
 def _python(code):
@@ -169,10 +167,10 @@ def test_job_from_local_image_logs_and_exit_code(kube_cluster, kube_namespace, s
     term = kube_cluster.wait_pod_terminated(ns, pod_name, timeout=120)
     assert term.exit_code == 3, term
     assert term.reason == "Error"
+    logs = kube_cluster.pod_logs(ns, pod_name)
+    assert "smoke line 0\nsmoke line 1\nsmoke line 2\n" in logs
+    assert "six 1.16.0" in logs and "smoke stderr line" in logs
     with kube_cluster.api_client() as api:
-        logs = c.CoreV1Api(api).read_namespaced_pod_log(pod_name, ns)
-        assert "smoke line 0\nsmoke line 1\nsmoke line 2\n" in logs
-        assert "six 1.16.0" in logs and "smoke stderr line" in logs
         # the Job itself ends failed (backoffLimit 0)
         deadline = time.monotonic() + 60
         while True:
