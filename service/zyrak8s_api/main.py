@@ -35,8 +35,11 @@ def _limiter(settings: Settings):  # type: ignore[no-untyped-def]
     from limits.storage import storage_from_string
     from limits.aio.strategies import MovingWindowRateLimiter
 
-    url = f"async+{settings.redis_url.get_secret_value()}" if settings.redis_url else "async+memory://"
-    return MovingWindowRateLimiter(storage_from_string(url))
+    if settings.redis_url:
+        # limits' async Redis storage defaults to coredis, which the project does not install: use redis-py
+        url = f"async+{settings.redis_url.get_secret_value()}"
+        return MovingWindowRateLimiter(storage_from_string(url, implementation="redispy"))
+    return MovingWindowRateLimiter(storage_from_string("async+memory://"))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
