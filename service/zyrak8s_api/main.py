@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zyrak8s_core import catalogue, logs, relay as relays, storage as storages
 from zyrak8s_core.settings import Settings, get_settings
@@ -83,5 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(api, prefix="/v1")
-    app.mount("/metrics", make_asgi_app())
+    # a route, not a mount: a mount answers GET /metrics with a redirect to /metrics/
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return app
