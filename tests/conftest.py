@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.kube"]
+pytest_plugins = ["tests.fixtures.kube", "tests.fixtures.servers"]
