@@ -25,9 +25,9 @@ HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HACK_DIR/lib/common.sh"
 
 BUILD_PKGS=(golang-go golang-github-modern-go-reflect2-dev make rsync gcc libc6-dev dpkg-dev
-            debian-archive-keyring ca-certificates bc)
+            debian-archive-keyring ca-certificates)
 RUN_PKGS=(etcd-server containerd runc containernetworking-plugins iptables iproute2 openssl
-          util-linux procps bc jq curl)
+          util-linux mount procps curl nftables)
 
 # ---------------------------------------------------------------------------------------------- build
 build_ok() {
@@ -120,9 +120,13 @@ node_ready() {
   kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True
 }
 
-healthy() {
+all_running() {
   local c
   for c in "${COMPONENTS[@]}"; do pid_alive "$H/pids/$c" || return 1; done
+}
+
+healthy() {
+  all_running || return 1
   [ -f "$KUBECONFIG_FILE" ] || return 1
   apiserver_ready && node_ready
 }
@@ -284,7 +288,10 @@ dump_logs() {
 cmd_up() {
   need_root
   lock
-  if healthy; then log "cluster already running and healthy"; echo "$KUBECONFIG_FILE"; return 0; fi
+  # All processes alive: give a busy cluster time to answer before replacing it under its users.
+  if all_running && wait_for 30 "the running cluster to be healthy" healthy; then
+    log "cluster already running and healthy"; echo "$KUBECONFIG_FILE"; return 0
+  fi
   build_ok || cmd_build
   apt_ensure "${RUN_PKGS[@]}"
   if [ -d "$H" ]; then log "cleaning leftovers of a previous run in $H"; teardown quiet; fi

@@ -19,8 +19,12 @@ K8S_VERSION=${K8S_VERSION:-1.20.2}
 K8S_BIN=${K8S_BIN:-$ZYRA_K8S_CACHE/kubernetes-$K8S_VERSION/bin}
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
-_t0=${_t0:-$(date +%s.%N)}
-log() { printf '[%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $_t0" | bc 2>/dev/null || echo 0)" "$*" >&2; }
+_t0=${_t0:-${EPOCHREALTIME/./}}
+# log MSG: to stderr, with the seconds since the script started
+log() {
+  local dt=$(( (${EPOCHREALTIME/./} - _t0) / 100000 ))
+  printf '[%4d.%ds] %s\n' $((dt / 10)) $((dt % 10)) "$*" >&2
+}
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 need_root() {
