@@ -75,7 +75,8 @@ umount_tree() {
 base_image_ensure() {
   need_root
   local tarball; tarball=$(base_tarball)
-  [ -f "$tarball" ] || make_rootfs "$tarball"
+  # in a subshell: its EXIT trap (cleaning a half-made rootfs) must not replace the caller's
+  [ -f "$tarball" ] || ( make_rootfs "$tarball" )
   docker_up
   local want; want=$(basename "$tarball" .tar)
   if [ "$(docker_ image inspect -f '{{index .Config.Labels "zyra-k8s.base"}}' "$BASE_TAG" 2>/dev/null)" != "$want" ]; then
