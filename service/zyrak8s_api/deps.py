@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security, WebSocket
 from fastapi.security import APIKeyHeader
 from limits import parse as parse_limit
+from limits.errors import StorageError as LimitsStorageError
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from zyrak8s_core import catalogue, relay as relays, storage as storages
@@ -19,6 +21,8 @@ from zyrak8s_core.settings import Settings
 from zyrak8s_api.backends.base import Backend
 
 __all__ = ["Services", "ServicesDep", "OwnerDep", "authenticate", "key_owner"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,8 +66,14 @@ async def authenticate(services: Services, key: str | None, client: str) -> str:
         owner = key_owner(key)
     if services.limiter is not None and settings.rate_limit:
         item = parse_limit(settings.rate_limit)
-        if not await services.limiter.hit(item, "zyra", owner):
-            stats = await services.limiter.get_window_stats(item, "zyra", owner)
+        try:
+            allowed = await services.limiter.hit(item, "zyra", owner)
+            stats = None if allowed else await services.limiter.get_window_stats(item, "zyra", owner)
+        except LimitsStorageError as exc:
+            # the limiter's Redis is away: serve unlimited (the relay rides it out too) rather than fail with a 500
+            log.warning("rate limiter unavailable, request not limited", extra={"error": str(exc)})
+            return owner
+        if stats is not None:
             retry = max(1, math.ceil(stats.reset_time - time.time()))
             raise HTTPException(429, f"rate limit of {settings.rate_limit} per API key exceeded", headers={"Retry-After": str(retry)})
     return owner

@@ -38,7 +38,7 @@ def _limiter(settings: Settings):  # type: ignore[no-untyped-def]
     if settings.redis_url:
         # limits' async Redis storage defaults to coredis, which the project does not install: use redis-py
         url = f"async+{settings.redis_url.get_secret_value()}"
-        return MovingWindowRateLimiter(storage_from_string(url, implementation="redispy"))
+        return MovingWindowRateLimiter(storage_from_string(url, implementation="redispy", wrap_exceptions=True))
     return MovingWindowRateLimiter(storage_from_string("async+memory://"))
 
 
