@@ -113,16 +113,17 @@ class Publisher:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            kind, data = self._queue[0]
+            # out of the queue while in flight, so that emit() cannot merge new text into an entry being sent
+            kind, data = self._queue.pop(0)
             try:
                 await self.relay.publish(self.run_id, kind, data)
             except relays.RelayUnavailable as exc:
+                self._queue.insert(0, (kind, data))
                 log.warning("relay unavailable, retrying", extra={"run_id": self.run_id, "error": str(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.1
-            self._queue.pop(0)
 
     async def close(self, timeout: float = 30.0) -> bool:
         """Deliver what is buffered (waiting up to `timeout` for the relay); True when all went out."""
