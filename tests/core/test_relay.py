@@ -265,3 +265,38 @@ def test_publisher_buffer_is_bounded_and_drops_the_oldest() -> None:
         assert [(e.kind, e.data) for e in await relay.read(rid, 0, 0)] == [("stdout", "2"), ("stderr", "3"), ("stdout", "4")]
 
     run(main())
+
+
+
+
+def redis_command(server, *args: str) -> bytes:
+    import socket
+
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(("*%d\r\n" % len(args) + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)).encode())
+        return sock.recv(256)
+
+
+def test_publisher_loses_no_chunk_emitted_while_one_is_in_flight(redis_server) -> None:
+    """A chunk that arrives while the previous one is still on its way to Redis must not be merged into that
+    one (which the publisher then drops as sent). Redis' own CLIENT PAUSE holds the publish in flight."""
+
+    async def main() -> None:
+        relay = relays.RedisRelay(redis_server.url)
+        rid = new_run()
+        publisher = Publisher(relay, rid)
+        publisher.emit("stdout", "a\n")
+        while not await relay.read(rid, 0, 0):
+            await asyncio.sleep(0.01)
+        assert redis_command(redis_server, "CLIENT", "PAUSE", "400", "WRITE").startswith(b"+OK")
+        publisher.emit("stdout", "b\n")  # goes out at once and waits in Redis
+        await asyncio.sleep(0.1)
+        publisher.emit("stdout", "c\n")  # arrives meanwhile
+        publisher.emit("stdout", "d\n")
+        assert await publisher.close(timeout=30) is True
+        events = await relay.read(rid, 0, 0)
+        assert "".join(e.data for e in events) == "a\nb\nc\nd\n"
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        await relay.close()
+
+    run(main())
