@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None  # zyra's own single-key setting, accepted too
     api_keys_file: Path | None = None  # one key per line; how a Kubernetes Secret is mounted
     auth_disabled: bool = False  # explicit opt-out, for local development only
-    rate_limit: str = "120/minute"  # per API key, `limits` notation; "" turns it off
+    rate_limit: str = "120/minute"  # per API key, `limits` notation; "off" turns it off
 
     # -- storage: a local directory unless an S3 bucket is given
     s3_endpoint: str | None = None
@@ -99,6 +99,22 @@ class Settings(BaseSettings):
     @classmethod
     def _keys_from_csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        # an empty ZYRA_RATE_LIMIT is ignored (env_ignore_empty), so "off" is how the environment turns it off;
+        # a value `limits` cannot parse fails here, at start-up, not in every request
+        value = value.strip()
+        if value.lower() in ("", "off", "none", "false"):
+            return ""
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"ZYRA_RATE_LIMIT={value!r} is not a rate such as '120/minute' (or 'off')") from None
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":
