@@ -98,6 +98,8 @@ async def _parse(request: Request, content_type: str, scratch: Path, max_bytes: 
     if upload.size > max_bytes:
         raise too_large
     name = check_filename((upload.file_name or b"").decode(errors="replace"))
+    if upload.in_memory:  # an empty file: nothing was written, so it never reached the disk
+        upload.flush_to_disk()
     upload.file_object.close()
     return upload, name
 
