@@ -219,3 +219,18 @@ def test_idempotency_key_returns_the_same_job(api: ApiServer) -> None:
         ids = [r[0] for r in api.records()]
         assert len(ids) == len(set(ids))
         assert ids.count(first.json()["job_id"]) == 1
+
+
+def test_an_empty_upload_is_a_file_like_any_other(api: ApiServer) -> None:
+    with api.client() as client:
+        up = api.upload(client, "empty.txt", b"")
+        assert up["size"] == 0
+        assert api.stored_keys(f"uploads/{up['file_id']}/") == [f"uploads/{up['file_id']}/empty.txt"]
+        result = client.post(
+            "/cli/run", json={"stage": "disseminate", "command": "local", "args": {"input": up["ref"], "path": "copy/empty.txt"}}
+        ).json()
+        assert result["status"] == "success", result
+        assert result["outputs"] == [{"name": "copy/empty.txt", "size": 0}]
+        copy = client.get(f"/jobs/{result['job_id']}/download", params={"file": "copy/empty.txt"})
+        assert copy.status_code == 200 and copy.content == b""
+        assert 'filename="empty.txt"' in copy.headers["content-disposition"]
