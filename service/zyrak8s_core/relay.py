@@ -75,7 +75,11 @@ class Relay(abc.ABC):
                     return
 
     async def snapshot(self, run_id: str) -> list[Event]:
-        return await self.read(run_id, 0, 0)
+        """Every event held for the run (a backend may answer a read with only part of them)."""
+        events: list[Event] = []
+        while batch := await self.read(run_id, events[-1].seq if events else 0, 0):
+            events += batch
+        return events
 
 
 @dataclass
