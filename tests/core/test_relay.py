@@ -127,6 +127,22 @@ def test_subscribe_pages_through_a_long_stream(make_relay) -> None:
     run(main())
 
 
+def test_snapshot_holds_every_event_of_a_long_stream(make_relay) -> None:
+    """What GET /jobs/{id} shows of a running run: all of it, however many chunks."""
+
+    async def main() -> None:
+        relay = make_relay()
+        rid = new_run()
+        for i in range(2500):
+            await relay.publish(rid, "stdout", f"{i}\n")
+        snapshot = await relay.snapshot(rid)
+        assert [e.seq for e in snapshot] == list(range(1, 2501))
+        assert "".join(e.data for e in snapshot) == "".join(f"{i}\n" for i in range(2500))
+        await relay.close()
+
+    run(main())
+
+
 def test_expire_forgets_the_run(make_relay) -> None:
     async def main() -> None:
         relay = make_relay()
