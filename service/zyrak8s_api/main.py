@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zyrak8s_core import catalogue, logs, relay as relays, storage as storages
@@ -77,6 +78,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             time.perf_counter() - started
         )
         return response
+
+    @app.exception_handler(storages.StorageError)
+    async def storage_failed(request: Request, exc: storages.StorageError) -> JSONResponse:
+        # storage that is down (or an object gone from it) is the server's trouble, not a crash: say so
+        if isinstance(exc, storages.NotFound):
+            return JSONResponse({"detail": f"{exc} is no longer in storage"}, status_code=410)
+        return JSONResponse({"detail": f"storage unavailable: {exc}"}, status_code=503, headers={"Retry-After": "5"})
 
     api = APIRouter()
     for module in (runs, commands, uploads, ws, health):

@@ -165,9 +165,13 @@ async def download(
 
 def _zip(storage: storages.Storage, prefix: str, names: list[str]) -> str:
     fd, path = tempfile.mkstemp(suffix=".zip")
-    with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name in names:
-            with archive.open(name, "w", force_zip64=True) as member:
-                for chunk in storage.iter_bytes(prefix + name):
-                    member.write(chunk)
+    try:
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name in names:
+                with archive.open(name, "w", force_zip64=True) as member:
+                    for chunk in storage.iter_bytes(prefix + name):
+                        member.write(chunk)
+    except BaseException:
+        os.unlink(path)  # no half-built zip left behind when storage fails
+        raise
     return path
