@@ -265,3 +265,36 @@ def test_a_bad_rate_limit_stops_the_start(api_server) -> None:
     server = api_server("local", name="badlimit", start=False, ZYRA_RATE_LIMIT="lots", ZYRA_WARM_WORKERS="false")
     assert server.spawn().wait(60) != 0
     assert "ZYRA_RATE_LIMIT='lots' is not a rate" in server.log_text()
+
+
+@pytest.mark.zyra
+def test_s3_down_is_503_not_a_crash(api_server, seaweedfs_factory) -> None:
+    """With the S3 server gone: /ready says so, requests that need storage get 503 (and create nothing),
+    what the record alone can answer still works; once S3 is back, so is everything else."""
+    s3 = seaweedfs_factory()
+    server = api_server("s3redis", name="s3-down", s3=s3, ZYRA_WARM_WORKERS="false")
+    with server.client() as client:
+        up = server.upload(client, "kept.npy", npy_bytes())
+        body = {"stage": "visualize", "command": "heatmap", "args": {"input": up["ref"], "output": "k.png", "no-coastline": True, "no-borders": True}}
+        done = client.post("/cli/run", json=body).json()
+        assert done["status"] == "success", done
+        s3.stop()
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.json()["checks"]["storage"].startswith("error: StorageError")
+        records = server.records()
+        for response in (
+            client.post("/upload", files={"file": ("new.npy", b"x")}),
+            client.post("/cli/run", json=body),
+            client.get(f"/jobs/{done['job_id']}/download"),
+            client.get(f"/jobs/{done['job_id']}/download", params={"zip": "1"}),
+        ):
+            assert response.status_code == 503, response.text
+            assert "storage" in response.json()["detail"]
+        assert server.records() == records
+        job = client.get(f"/jobs/{done['job_id']}")
+        assert job.status_code == 200 and job.json()["status"] == "succeeded"
+        s3.start()
+        assert client.get("/ready").status_code == 200
+        assert client.get(f"/jobs/{done['job_id']}/download").status_code == 200
+        assert client.post("/cli/run", json=body).json()["status"] == "success"
+    assert server.scratch_files() == []
