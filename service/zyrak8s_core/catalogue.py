@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-__all__ = ["Catalogue", "Command", "ArgsError", "InputRef", "Invocation", "load", "check_value", "FILE_ID_RE"]
+__all__ = [
+    "Catalogue", "Command", "ArgsError", "InputRef", "Invocation", "load", "check_value", "check_pipeline", "FILE_ID_RE",
+]
 
 FILE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
@@ -73,6 +75,57 @@ def check_value(value: str, where: str) -> None:
         )
     if ".." in re.split(r"[\\/]", path_part):
         raise ArgsError(f"{where}: '..' is not allowed in {value!r}; paths stay inside the run's work directory", field=where)
+    if value.startswith("@") and len(value) > 1:  # zyra reads "@PATH" as that file's content (--data @body.json)
+        check_value(value[1:], where)
+
+
+_ENV_REFERENCE = re.compile(r"\$(\{|[A-Za-z_])")
+
+
+def check_pipeline(data: bytes, where: str) -> None:
+    """Check a `zyra run` pipeline or workflow file. zyra turns its strings into its stages' arguments and
+    expands $VARS in them, out of the catalogue's sight; so every string in it is checked like an argument
+    (each shell-like word, each `=`-separated part), and $VAR references and nested `run` stages (whose
+    file nobody would check) are refused."""
+    import shlex
+
+    import yaml
+
+    try:
+        document = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise ArgsError(f"{where}: not a YAML/JSON pipeline or workflow: {exc}", field=where) from None
+    def words(text: str) -> list[str]:
+        try:
+            return shlex.split(text)
+        except ValueError:
+            return [text]
+
+    nested = ArgsError(f"{where}: a pipeline may not `run` another pipeline; submit it as its own run", field=where)
+    stack, seen = [document], set()
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (dict, list)):
+            if id(node) in seen:  # YAML aliases share objects: visit each once
+                continue
+            seen.add(id(node))
+        if isinstance(node, dict):
+            if str(node.get("stage", "")).strip() == "run":
+                raise nested
+            stack += [*node.keys(), *node.values()]
+        elif isinstance(node, list):
+            # a workflow step: an argv list, or a command line string
+            if node and (node[0] == "run" or any(isinstance(i, str) and words(i)[:1] == ["run"] for i in node)):
+                raise nested
+            stack += node
+        elif isinstance(node, str):
+            if _ENV_REFERENCE.search(node):
+                raise ArgsError(
+                    f"{where}: environment variables ({node!r}) are not expanded in pipelines run here", field=where
+                )
+            for word in words(node):
+                for part in word.split("="):
+                    check_value(part, where)
 
 
 @dataclass(frozen=True)
@@ -142,6 +195,10 @@ class Catalogue:
         full = head + body
         if len(full) > MAX_ARGV:
             raise ArgsError(f"too many arguments (at most {MAX_ARGV})", field="args")
+        if stage == "run":  # `--set key=value` puts the value into the pipeline's stages: check it as well
+            for token in body:
+                for part in token.split("=")[1:]:
+                    check_value(part, "args")
         return Invocation(stage=stage, command=cmd.name, argv=full, inputs=list(builder.inputs.values()))
 
     def public(self) -> dict[str, Any]:

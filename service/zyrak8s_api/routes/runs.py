@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool
 
 from zyrak8s_core import callbacks, storage as storages
-from zyrak8s_core.catalogue import ArgsError, Invocation
+from zyrak8s_core.catalogue import ArgsError, Invocation, check_pipeline
 from zyrak8s_core.runs import RunRecord, Status, new_run_id, now
 from zyrak8s_api import uploads
 from zyrak8s_api.backends.base import Busy, NotFound
@@ -24,6 +24,8 @@ from zyrak8s_api.joblogs import full_logs
 from zyrak8s_api.schemas import ErrorPublic, JobPublic, RunAccepted, RunCreate, RunSyncPublic
 
 router = APIRouter(tags=["runs"])
+
+MAX_PIPELINE_BYTES = 1024 * 1024
 
 _ERRORS = {422: {"model": ErrorPublic, "description": "unknown stage/command/option or an invalid value"}}
 
@@ -35,7 +37,14 @@ def _invocation(services: Services, body: RunCreate) -> Invocation:
         except LookupError:
             raise ArgsError(f"no upload with file_id {file_id}", field="args") from None
 
-    return services.catalogue.invocation(body.stage, body.command, args=body.args, argv=body.argv, resolve_file=resolve)
+    invocation = services.catalogue.invocation(body.stage, body.command, args=body.args, argv=body.argv, resolve_file=resolve)
+    if invocation.stage == "run":  # the pipeline file's stages become arguments too: check them before running
+        for ref in invocation.inputs:
+            key = storages.upload_key(ref.file_id, ref.name)
+            if sum(o.size for o in services.storage.list(key)) > MAX_PIPELINE_BYTES:
+                raise ArgsError(f"args.config: a pipeline file may be at most {MAX_PIPELINE_BYTES} bytes", field="args.config")
+            check_pipeline(services.storage.get_bytes(key), "args.config")
+    return invocation
 
 
 async def _get(services: Services, job_id: str) -> RunRecord:
