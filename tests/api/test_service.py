@@ -116,6 +116,7 @@ def test_a_bad_api_key_is_401_everywhere_and_changes_nothing(api: ApiServer, key
         assert response.status_code == 401
 
 
+@pytest.mark.zyra
 def test_a_bad_api_key_closes_the_websocket_with_1008(api: ApiServer) -> None:
     with api.client() as client:
         up = api.upload(client, "ws.npy", npy_bytes())
@@ -203,6 +204,7 @@ def test_keys_from_a_file(api_server, tmp_path) -> None:
             assert client.get("/cli/commands").status_code == status, key
 
 
+@pytest.mark.zyra
 def test_queue_full_and_sync_wait(api_server, http_gate) -> None:
     """One run at a time, one queued: a third is refused (503, Retry-After) without a record. A sync request
     that waits longer than ZYRA_SYNC_WAIT_SECONDS becomes a 202 the client follows like an async one."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,7 +90,3 @@ def leaves_nothing(api: ApiServer) -> Iterator[None]:
 
 def is_png(data: bytes) -> bool:
     return data.startswith(b"\x89PNG\r\n\x1a\n")
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
