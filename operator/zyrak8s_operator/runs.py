@@ -194,7 +194,8 @@ async def _reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
     }
     if out.final:
         new.update(await asyncio.to_thread(_final_fields, memo, namespace, name, out, pods))
-    changes = {k: v for k, v in new.items() if v is not None and current.get(k) != v}
+    # an empty string is left out: the API server reads it as null, which the schema refuses
+    changes = {k: v for k, v in new.items() if v is not None and v != "" and current.get(k) != v}
     if not changes:
         return
     if "phase" in changes:
@@ -290,7 +291,10 @@ def _conditions(existing: list[dict[str, Any]], out: Outcome) -> list[dict[str, 
         if old and old.get("status") == status:
             result.append(old)
         else:
-            result.append({"type": ctype, "status": status, "reason": out.reason or out.phase, "message": (out.message or "")[:300], "lastTransitionTime": now})
+            condition = {"type": ctype, "status": status, "reason": out.reason or out.phase, "lastTransitionTime": now}
+            if out.message:  # never "": the API server reads an empty string as null here
+                condition["message"] = out.message[:300]
+            result.append(condition)
     return result
 
 
@@ -313,7 +317,7 @@ async def _patch_status(memo: kopf.Memo, namespace: str, name: str, status: dict
         )
     except ApiException as exc:
         if exc.status != 404:
-            raise kopf.TemporaryError(f"cannot write the status of {name}: {exc.reason}", delay=2) from exc
+            raise kopf.TemporaryError(f"cannot write the status of {name}: {exc.reason}: {exc.body}"[:1500], delay=2) from exc
 
 
 async def _get(fn: Any, *args: Any) -> Any:
