@@ -32,7 +32,7 @@ def test_put_and_get_bytes_round_trip(storage: storages.Storage) -> None:
 
 
 def test_put_file_get_file_and_stream_in_chunks(storage: storages.Storage, tmp_path: Path) -> None:
-    data = os.urandom(storages.CHUNK * 2 + 12345)  # more than two chunks
+    data = os.urandom(9 * 1024 * 1024 + 12345)  # several read chunks; over boto3's 8 MiB multipart threshold
     src = tmp_path / "big.bin"
     src.write_bytes(data)
     storage.put_file("uploads/abc/big.bin", src)
@@ -42,8 +42,9 @@ def test_put_file_get_file_and_stream_in_chunks(storage: storages.Storage, tmp_p
     assert dest.read_bytes() == data
 
     chunks = list(storage.iter_bytes("uploads/abc/big.bin", chunk_size=storages.CHUNK))
-    assert len(chunks) >= 3
+    assert len(chunks) >= 9
     assert b"".join(chunks) == data
+    assert [(o.key, o.size) for o in storage.list("uploads/abc/")] == [("uploads/abc/big.bin", len(data))]
 
 
 def test_empty_object(storage: storages.Storage) -> None:
