@@ -5,6 +5,8 @@ answers (tests.fixtures.servers.HttpGate), so zyra really sits in a blocking rea
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 
 import pytest
@@ -53,6 +55,21 @@ def test_delete_cancels_a_running_job_and_its_process_group(any_api: ApiServer, 
         assert client.get(f"/jobs/{job_id}/download").status_code == 404
     assert api.stored_keys(f"runs/{job_id}/") == [f"runs/{job_id}/logs/stderr", f"runs/{job_id}/logs/stdout"]
     assert not (api.data_dir / "work" / job_id).exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
+def test_zyra_dying_of_a_signal_shows_the_signal(any_api: ApiServer, http_gate: HttpGate, sig: signal.Signals) -> None:
+    """Not a cancel, not a timeout: zyra killed from elsewhere (the OOM killer, a crash) is reported as such."""
+    api = any_api
+    body, path = hanging(http_gate)
+    with api.client() as client:
+        job_id = client.post("/cli/run", json=body).json()["job_id"]
+        http_gate.wait_request(path)
+        os.kill(wait_pid(api, job_id), sig)
+        job = api.wait_job(client, job_id)
+    assert job["status"] == "failed" and job["reason"] == "Signaled", job
+    assert job["signal"] == sig.name and job["exit_code"] == 128 + sig
+    assert job["message"] == f"zyra was terminated by {sig.name}"
 
 
 def test_a_finished_job_cannot_be_canceled(api_local: ApiServer) -> None:
