@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from zyrak8s_core import catalogue, logs, relay as relays, storage as storages
+from zyrak8s_core import catalogue, launchers, logs, relay as relays, storage as storages
 from zyrak8s_core.settings import Settings, get_settings
 from zyrak8s_api import metrics
 from zyrak8s_api.backends.base import Backend
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        launchers.protect_environment()  # runs fork from a sibling; keep our keys out of their reach
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         storage = storages.from_settings(settings)
         relay = relays.from_url(settings.redis_url.get_secret_value() if settings.redis_url else None, settings.relay_max_entries)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -19,7 +20,30 @@ from typing import Awaitable, Callable, Protocol
 
 from zyrak8s_core import zygote
 
-__all__ = ["Exit", "Child", "Launcher", "SubprocessLauncher", "ZygoteLauncher", "LaunchError"]
+__all__ = [
+    "Exit", "Child", "Launcher", "SubprocessLauncher", "ZygoteLauncher", "LaunchError", "public_env", "protect_environment",
+]
+
+# settings of this service that a zyra child must never see (credentials among them)
+_PRIVATE_ENV = re.compile(
+    r"^ZYRA_(API_KEYS?|API_KEYS_FILE|AUTH_DISABLED|S3_.*|REDIS_URL|CALLBACK_SECRET|RUN_SPEC|BACKEND|DATA_DIR|RUNNER_.*|RATE_LIMIT)$"
+)
+
+
+def public_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment without this service's own settings (credentials among them)."""
+    return {k: v for k, v in (base if base is not None else os.environ).items() if not _PRIVATE_ENV.match(k)}
+
+
+def protect_environment() -> None:
+    """Make this process non-dumpable: /proc/<pid>/environ and /proc/<pid>/mem become root's, so a zyra
+    child running as the same user cannot read the credentials this process holds in its environment."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(4, 0)  # PR_SET_DUMPABLE, 0
+    except OSError:
+        pass
 
 
 class LaunchError(RuntimeError):
@@ -110,7 +134,7 @@ class ZygoteLauncher:
                 return
             if os.path.exists(self.socket_path):
                 os.unlink(self.socket_path)
-            env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": _package_root(os.environ.get("PYTHONPATH"))}
+            env = {**public_env(), "MPLBACKEND": "Agg", "PYTHONPATH": _package_root(os.environ.get("PYTHONPATH"))}
             self._proc = await asyncio.create_subprocess_exec(
                 self.python, "-m", "zyrak8s_core.zygote", self.socket_path,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, env=env,

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 
 from zyrak8s_core import relay as relays
 from zyrak8s_core import storage as storages
+from zyrak8s_core import launchers
 from zyrak8s_core.launchers import Child, Exit, LaunchError, Launcher
 from zyrak8s_core.runs import OutputFile, Reason, RunResult, RunSpec, now, tail
 
@@ -42,10 +43,6 @@ log = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
 _PERCENT = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d+)?)\s?%")
 _PROGRESS = re.compile(r"(?i)\bprogress[=:\s]+([01](?:\.\d+)?)\b")
-# settings of this service that a zyra child must never see (credentials among them)
-_PRIVATE_ENV = re.compile(
-    r"^ZYRA_(API_KEYS?|API_KEYS_FILE|AUTH_DISABLED|S3_.*|REDIS_URL|CALLBACK_SECRET|RUN_SPEC|BACKEND|DATA_DIR|RUNNER_.*|RATE_LIMIT)$"
-)
 
 
 class RunDir:
@@ -67,7 +64,7 @@ class RunDir:
 
 
 def child_env(run_dir: RunDir, base: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in (base if base is not None else os.environ).items() if not _PRIVATE_ENV.match(k)}
+    env = launchers.public_env(base)
     env.update(
         HOME=str(run_dir.home),
         MPLBACKEND="Agg",
@@ -349,6 +346,7 @@ async def _main_async() -> int:
     from zyrak8s_core.settings import get_settings
 
     settings = get_settings()
+    launchers.protect_environment()
     spec = RunSpec.model_validate_json(os.environ["ZYRA_RUN_SPEC"])
     relay = relays.from_url(settings.redis_url.get_secret_value() if settings.redis_url else None)
     runner = Runner(
