@@ -61,6 +61,11 @@ def _termination_message(terminated: dict[str, Any]) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+def _deleted_while_running(pod: dict[str, Any]) -> bool:
+    """Deleted by someone before its run ended (the pods of a finished run are deleted by clean-up, later)."""
+    return bool(pod["metadata"].get("deletionTimestamp")) and not _runner_status(pod).get("state", {}).get("terminated", {}).get("exitCode") == 0
+
+
 def _job_failure(job: dict[str, Any] | None) -> dict[str, Any] | None:
     for cond in ((job or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Failed" and cond.get("status") == "True":
@@ -85,6 +90,19 @@ def decide(run: dict[str, Any], job: dict[str, Any] | None, pods: list[dict[str,
     running = state.get("running")
     start = running.get("startedAt") if running else status.get("startTime")
 
+    # Someone deleted a pod of this run. The Job controller replaces a terminating pod at once, so the
+    # run would silently start again: stop the Job, remove any replacement, and end as PodDeleted once
+    # no pod of it runs any more (with the exit code of the deleted one, when it got to report it).
+    if stopped == "pod-deleted" or (not stopped and not spec.get("cancel") and any(_deleted_while_running(p) for p in pods)):
+        alive = [p for p in pods if not _runner_status(p).get("state", {}).get("terminated")]
+        if alive:
+            return Outcome("Running" if running else "Pending", message="a pod of this run was deleted; stopping",
+                           pod_name=pod_name, start_time=start, stop_job="pod-deleted", delete_pods=True)
+        ended = [_runner_status(p)["state"]["terminated"] for p in pods]
+        exit_code = ended[0].get("exitCode") if ended else None
+        return Outcome("Failed", Reason.pod_deleted.value, "its pod was deleted before it finished",
+                       exit_code=exit_code, pod_name=pod_name, start_time=start, stop_job="pod-deleted")
+
     terminated = state.get("terminated")
     if terminated:
         return _from_termination(terminated, pod, job, spec, stopped, pod_name)
@@ -108,19 +126,12 @@ def decide(run: dict[str, Any], job: dict[str, Any] | None, pods: list[dict[str,
         return Outcome("Failed", waiting["reason"], (waiting.get("message") or "")[:500], pod_name=pod_name,
                        stop_job="config", delete_pods=True)
 
-    if pod and pod["metadata"].get("deletionTimestamp") and not stopped:
-        return Outcome("Running" if running else "Pending", message="its pod is being deleted", pod_name=pod_name,
-                       start_time=start, stop_job="pod-deleted")
-
     failure = _job_failure(job)
     if failure is not None and not pod:
         reason = Reason.deadline_exceeded.value if failure.get("reason") == "DeadlineExceeded" else Reason.error.value
         return Outcome("Failed", reason, (failure.get("message") or "")[:500], pod_name=pod_name, start_time=start)
-    if job is not None and not pod and stopped == "pod-deleted":
-        return Outcome("Failed", Reason.pod_deleted.value, "its pod was deleted before it finished",
-                       pod_name=pod_name, start_time=start)
     if running:
-        return Outcome("Running", pod_name=pod_name, start_time=start)
+        return Outcome("Running", message="zyra is running", pod_name=pod_name, start_time=start)
     return Outcome("Pending", pod_name=pod_name, message=waiting.get("reason", ""))
 
 
@@ -149,8 +160,6 @@ def _from_termination(
         return Outcome("Canceled", Reason.canceled.value, "canceled on request", **base)
     elif (pod and (pod.get("status") or {}).get("reason") == "Evicted") or stopped == "evicted":
         reason, text = Reason.evicted.value, "the pod was evicted"
-    elif stopped == "pod-deleted" or (pod and pod["metadata"].get("deletionTimestamp") and runner_reason == "Canceled"):
-        reason, text = Reason.pod_deleted.value, "its pod was deleted before it finished"
     elif (failure := _job_failure(job)) is not None and failure.get("reason") == "DeadlineExceeded":
         reason, text = Reason.deadline_exceeded.value, "the Job's deadline passed"
     elif runner_reason:

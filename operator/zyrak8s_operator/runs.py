@@ -77,10 +77,11 @@ async def spawn_job(
         run_spec = await asyncio.to_thread(_run_spec, name, dict(spec), memo)
     except catalogue.ArgsError as exc:
         allowed = f" (allowed: {', '.join(exc.allowed[:30])})" if exc.allowed else ""
-        await _patch_status(memo, namespace, name, {
-            "phase": "Failed", "reason": "InvalidSpec", "message": f"{exc}{allowed}"[:2000],
-            "completionTime": _now(), "observedGeneration": body["metadata"].get("generation"),
-        })
+        async with _locks[(namespace, name)]:  # not interleaved with a reconcile that read the run before
+            await _patch_status(memo, namespace, name, {
+                "phase": "Failed", "reason": "InvalidSpec", "message": f"{exc}{allowed}"[:2000],
+                "completionTime": _now(), "observedGeneration": body["metadata"].get("generation"),
+            })
         kopf.warn(body, reason="InvalidSpec", message=str(exc)[:500])
         metrics.RUNS_FINISHED.labels(phase="Failed", reason="InvalidSpec").inc()
         return
@@ -89,7 +90,7 @@ async def spawn_job(
     try:
         await asyncio.to_thread(memo.clients.batch.create_namespaced_job, namespace, manifest)
         metrics.JOBS_CREATED.inc()
-        kopf.info(body, reason="JobCreated", message=f"Job {name} runs zyra {' '.join(run_spec.argv[:2])}")
+        kopf.event(body, type="Normal", reason="JobCreated", message=f"Job {name} runs zyra {' '.join(run_spec.argv[:2])}")
     except ApiException as exc:
         if exc.status != 409:  # an existing Job is ours (deterministic name): not an error
             raise kopf.TemporaryError(f"cannot create Job {name}: {exc.reason}", delay=5) from exc

@@ -23,5 +23,6 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # libraries that are chatty at INFO
-    for name in ("botocore", "boto3", "s3transfer", "urllib3", "httpx", "kubernetes", "uvicorn.access", "python_multipart"):
+    for name in ("botocore", "boto3", "s3transfer", "urllib3", "httpx", "kubernetes", "uvicorn.access", "python_multipart",
+                 "kopf.objects", "kopf.activities"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -129,6 +129,7 @@ def stack(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -
             "ZYRA_RUNNER_IMAGE": image,
             "ZYRA_IMAGE_PULL_POLICY": "IfNotPresent",
             "ZYRA_OPERATOR_RESYNC_SECONDS": "5",
+            "ZYRA_JOB_TTL_SECONDS": "10",
             "ZYRA_CANCEL_GRACE_SECONDS": "3",
             "ZYRA_OPERATOR_METRICS_PORT": str(free_port()),
             "ZYRA_LOG_FORMAT": "text",

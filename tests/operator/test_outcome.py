@@ -146,3 +146,17 @@ def test_the_newest_pod_is_the_one_that_counts() -> None:
     new["metadata"]["name"] = "run-1-newer"
     out = decide(run(retryLimit=1), job(failed=1), [old, new])
     assert out.phase == "Running" and out.pod_name == "run-1-newer"
+
+
+def test_a_replacement_pod_after_a_deletion_is_stopped_too() -> None:
+    deleted = pod({"running": {"startedAt": "t"}}, deleting=True, created="2026-01-01T00:00:00Z")
+    replacement = pod({"waiting": {"reason": "ContainerCreating"}}, created="2026-01-01T00:00:05Z")
+    replacement["metadata"]["name"] = "run-1-again"
+    first = decide(run(), job(), [deleted, replacement])
+    assert not first.final and first.stop_job == "pod-deleted" and first.delete_pods
+    ended = pod(terminated(143, "Error", {"exitCode": 143, "reason": "Canceled"}), deleting=True)
+    replacement["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:06Z"
+    waiting = decide(run(), job(stopped="pod-deleted"), [ended, replacement])
+    assert not waiting.final, "a replacement pod still exists: not final yet"
+    done = decide(run(), job(stopped="pod-deleted"), [ended])
+    assert (done.phase, done.reason, done.exit_code) == ("Failed", "PodDeleted", 143)

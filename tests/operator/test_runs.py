@@ -171,11 +171,11 @@ def test_kubectl_get_zyraruns_shows_the_columns(stack: Stack) -> None:
 @pytest.mark.parametrize(
     "spec, complaint",
     [
-        ({"command": "heatmap"}, "spec.stage"),
+        ({"command": "heatmap"}, "stage"),
         ({"stage": "Visualize!", "command": "heatmap"}, "spec.stage"),
         ({"stage": "visualize", "command": "heatmap", "timeoutSeconds": 0}, "spec.timeoutSeconds"),
-        ({"stage": "visualize", "command": "heatmap", "argv": "--input x"}, "spec.argv"),
-        ({"stage": "visualize", "command": "heatmap", "inputs": [{"fileId": "../etc", "name": "x"}]}, "spec.inputs"),
+        ({"stage": "visualize", "command": "heatmap", "argv": "--input x"}, "argv"),
+        ({"stage": "visualize", "command": "heatmap", "inputs": [{"fileId": "../etc", "name": "x"}]}, "fileId"),
     ],
 )
 def test_an_invalid_spec_is_refused_by_the_api_server(stack: Stack, spec: dict[str, Any], complaint: str) -> None:
@@ -216,3 +216,40 @@ def test_twenty_runs_at_once_all_end_right(stack: Stack) -> None:
             assert (job["status"], job["exit_code"]) == ("succeeded", 0), job
         else:
             assert (job["status"], job["exit_code"]) == ("failed", 2), job
+
+
+def _job_exists(stack: Stack, name: str) -> bool:
+    return stack.kubectl("get", "job", name, check=False).returncode == 0
+
+
+def test_finished_jobs_are_cleaned_up_and_the_run_stays(stack: Stack) -> None:
+    api = stack.api
+    with api.client() as http:
+        upload = api.upload(http, "ttl.npy", _npy())
+        job_id = http.post("/cli/run", json=_heatmap(upload["file_id"])).json()["job_id"]
+    assert _job_exists(stack, job_id)
+    deadline = time.monotonic() + 120  # ZYRA_JOB_TTL_SECONDS=10 in the stack, resync every 5 s
+    while _job_exists(stack, job_id) or stack.pods(job_id):
+        assert time.monotonic() < deadline, "the finished Job and its pod were not removed"
+        time.sleep(1)
+    assert stack.zyrarun(job_id)["status"]["phase"] == "Succeeded"
+    with api.client() as http:
+        assert http.get(f"/jobs/{job_id}/download").content.startswith(b"\x89PNG")
+
+
+def test_deleting_a_zyrarun_deletes_its_job_and_pods(stack: Stack, gate: HttpGate) -> None:
+    job_id = _hanging_run(stack, gate, "/hang/delete-run")
+    stack.kubectl("delete", "zyrarun", job_id, "--wait=false")
+    deadline = time.monotonic() + 120
+    while _job_exists(stack, job_id) or stack.pods(job_id):
+        assert time.monotonic() < deadline, "the Job of a deleted ZyraRun is still there"
+        time.sleep(1)
+
+
+def test_operator_metrics_count_finished_runs(stack: Stack) -> None:
+    import httpx
+
+    port = stack.operator.env["ZYRA_OPERATOR_METRICS_PORT"]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'zyra_operator_runs_finished_total{phase="Succeeded",reason="Completed"}' in text
+    assert "zyra_operator_jobs_created_total" in text
