@@ -11,8 +11,11 @@ from zyrak8s_core.runs import RunRecord
 __all__ = ["full_logs"]
 
 
-async def full_logs(record: RunRecord, storage: storages.Storage, relay: relays.Relay) -> tuple[str, str]:
+async def full_logs(record: RunRecord, storage: storages.Storage, relay: relays.Relay, tail_limit: int) -> tuple[str, str]:
+    """`tail_limit` is the size the record's tails were cut to: a shorter tail is the whole log."""
     if record.status.final:
+        if all(len(t.encode()) < tail_limit for t in (record.stdout_tail, record.stderr_tail)):
+            return record.stdout_tail, record.stderr_tail  # the common small run: no storage round trip
         try:
             return await asyncio.gather(
                 asyncio.to_thread(_archived, storage, record.job_id, "stdout"),

@@ -16,6 +16,7 @@ fork is safe); the API process never runs zyra code. The zygote dies with the pr
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import selectors
@@ -220,6 +221,10 @@ def serve(path: str, warm_up: bool = True) -> None:
 
     if warm_up:
         _warm_up()
+    # everything imported so far is shared with every child: keep the collector from touching (and so
+    # copying) those pages in each fork
+    gc.collect()
+    gc.freeze()
     _Server(path).serve_forever()
 
 

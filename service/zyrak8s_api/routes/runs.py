@@ -106,7 +106,7 @@ async def run(
     record = await services.backend.wait(record.job_id, settings.sync_wait_seconds)
     if not record.status.final:  # the run goes on; the client follows it like an async one
         return JSONResponse(RunAccepted(job_id=record.job_id).model_dump(), 202)
-    stdout, stderr = await full_logs(record, services.storage, services.relay)
+    stdout, stderr = await full_logs(record, services.storage, services.relay, services.settings.log_tail_bytes)
     result = RunSyncPublic(
         status="success" if record.status == Status.succeeded else "error",
         stdout=stdout,
@@ -122,7 +122,7 @@ async def run(
 @router.get("/jobs/{job_id}", summary="A run's status, logs, exit code, reason and outputs")
 async def get_job(job_id: str, services: ServicesDep, _owner: OwnerDep) -> JobPublic:
     record = await _get(services, job_id)
-    stdout, stderr = await full_logs(record, services.storage, services.relay)
+    stdout, stderr = await full_logs(record, services.storage, services.relay, services.settings.log_tail_bytes)
     return JobPublic.from_record(record, stdout=stdout, stderr=stderr)
 
 
@@ -132,7 +132,7 @@ async def cancel_job(job_id: str, services: ServicesDep, _owner: OwnerDep) -> Jo
         record = await services.backend.cancel(job_id)
     except NotFound:
         raise HTTPException(404, f"no job {job_id!r}") from None
-    stdout, stderr = await full_logs(record, services.storage, services.relay)
+    stdout, stderr = await full_logs(record, services.storage, services.relay, services.settings.log_tail_bytes)
     return JobPublic.from_record(record, stdout=stdout, stderr=stderr)
 
 

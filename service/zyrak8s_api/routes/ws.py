@@ -107,7 +107,7 @@ async def _more(services: Services, job_id: str, after: int) -> bool:
 
 
 async def _send_archive(websocket: WebSocket, services: Services, record: RunRecord, wanted: set[str]) -> None:
-    stdout, stderr = await full_logs(record, services.storage, services.relay)
+    stdout, stderr = await full_logs(record, services.storage, services.relay, services.settings.log_tail_bytes)
     for kind, text in (("stdout", stdout), ("stderr", stderr)):
         if kind not in wanted:
             continue
