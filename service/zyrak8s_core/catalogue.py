@@ -17,7 +17,7 @@ import functools
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable
 
 __all__ = [
@@ -295,11 +295,10 @@ class _ArgvBuilder:
         texts = [self._value(v, spec, where) for v in values]
         if spec["kind"] in ("append", "extend") or not isinstance(raw, list):
             return [f"{flag}={t}" if flag.startswith("--") else f"{flag}{t}" for t in texts]
-        return [flag, *texts] if all(not t.startswith("-") or _NUMBER_RE.match(t) for t in texts) else self._refuse_dash(where)
-
-    @staticmethod
-    def _refuse_dash(where: str) -> list[str]:
-        raise ArgsError(f"{where}: list values may not start with '-'", field=where)
+        # `--opt a b c` (nargs): a value starting with '-' would be read as the next option
+        if any(t.startswith("-") and not _NUMBER_RE.match(t) for t in texts):
+            raise ArgsError(f"{where}: list values may not start with '-'", field=where)
+        return [flag, *texts]
 
     def _positionals(self, given: dict[str, Any]) -> list[str]:
         out: list[str] = []
