@@ -65,26 +65,6 @@ def servers():  # type: ignore[no-untyped-def]
     return redis_cm, s3_cm, "tests/fixtures/servers.py (start_redis, start_seaweedfs)"
 
 
-BENCH_DEPS = Path(os.environ.get("BENCH_DEPS", "/tmp/zyra-bench-deps"))
-
-
-def redis_rate_limit_path() -> str | None:
-    """With ZYRA_REDIS_URL set the API's rate limiter uses limits' async Redis storage, which needs `coredis`
-    (not a declared dependency; see bench/README.md). When the venv lacks it, a private directory holding it
-    is put on the API's PYTHONPATH (the shared venv is not changed). Returns that directory or None."""
-    probe = subprocess.run([PYTHON, "-c", "import coredis"], capture_output=True)
-    if probe.returncode == 0:
-        return None
-    if (BENCH_DEPS / "coredis").is_dir():
-        return str(BENCH_DEPS)
-    raise SystemExit(
-        "the API cannot start with ZYRA_REDIS_URL set: limits' async Redis storage needs `coredis`, which is not\n"
-        f"installed. Install it privately (the venv is left alone):\n  {PYTHON} -m pip install --no-deps --target "
-        f"{BENCH_DEPS} 'coredis<5' 'async_timeout>4,<6' 'pympler>1,<2'\n(coredis 6 fails with limits 5.8: "
-        "'Connection pool is not initialized'), or set BENCH_DEPS to a directory that has it."
-    )
-
-
 def free_port() -> int:
     import socket
 
@@ -107,7 +87,7 @@ class Api:
 
 @contextlib.contextmanager
 def api_server(env: dict[str, str] | None = None, ready_timeout: float = 120.0, wait_zygote: bool = True,
-               extra_path: str | None = None) -> Iterator[Api]:
+               ) -> Iterator[Api]:
     """The real API (`python -m zyrak8s_api`) on a free loopback port with a fresh data dir."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-api-"))
     port = free_port()
@@ -122,8 +102,6 @@ def api_server(env: dict[str, str] | None = None, ready_timeout: float = 120.0, 
         PYTHONPATH=str(ROOT / "service"),
     )
     full_env.update(env or {})
-    if extra_path:
-        full_env["PYTHONPATH"] = os.pathsep.join([full_env["PYTHONPATH"], extra_path])  # after service/: shadows nothing of ours
     log_path = data_dir / "api.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen([PYTHON, "-m", "zyrak8s_api"], env=full_env, cwd=str(data_dir),

@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import API_KEY, PYTHON, ROOT, _children, api_server, machine, percentile, redis_rate_limit_path, servers, write_results  # noqa: E402
+from _common import API_KEY, PYTHON, ROOT, _children, api_server, machine, percentile, servers, write_results  # noqa: E402
 
 WORKFLOW = 'on:\n  schedule:\n    - cron: "0 0 1 1 *"\njobs:\n  never:\n    steps:\n      - "visualize heatmap --help"\n'
 
@@ -346,12 +346,10 @@ async def amain(opts: argparse.Namespace) -> None:
     redis_cm, _s3_cm, source = servers()
     started = time.time()
     before = machine()
-    extra = redis_rate_limit_path()
-    results: dict[str, object] = {"benchmark": "ws_latency", "servers_from": source, "before": before,
-                                  "coredis_from_private_path": extra}
+    results: dict[str, object] = {"benchmark": "ws_latency", "servers_from": source, "before": before}
     with redis_cm() as redis, tempfile.TemporaryDirectory(prefix="bench-ws-") as tmp:
         env = {"ZYRA_REDIS_URL": redis.url, "ZYRA_MAX_CONCURRENT_RUNS": "2"}
-        with api_server(env, extra_path=extra) as api:
+        with api_server(env) as api:
             async with httpx.AsyncClient(base_url=api.url, headers={"X-API-Key": API_KEY}, timeout=60, trust_env=False) as http:
                 if opts.phase in ("child", "both"):
                     print("phase child ...", flush=True)
