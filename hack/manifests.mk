@@ -41,5 +41,5 @@ manifests-check: ## fail when manifests/ is out of date with the chart
 chart-lint: ## helm lint --strict, and validate the rendered chart against Kubernetes 1.31 schemas
 	"$(HELM_SH)" lint --strict "$(CHART_DIR)"
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	  "$(HELM_SH)" template zyra-k8s "$(CHART_DIR)" --include-crds --set api.ingress.enabled=true,operator.rbac.watchCRDs=true > "$$tmp/all.yaml" && \
+	  "$(HELM_SH)" template zyra-k8s "$(CHART_DIR)" --include-crds --set api.ingress.enabled=true,api.replicas=2 > "$$tmp/all.yaml" && \
 	  "$(KUBERNETES_VALIDATE)" --strict -k $(MANIFESTS_KUBE_VERSION) --quiet "$$tmp/all.yaml"
