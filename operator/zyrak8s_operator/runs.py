@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,6 +51,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's would repeat it
     settings.watching.server_timeout = 300
     settings.batching.worker_limit = 64
+    # the Kubernetes client blocks: its calls run in threads, and the default pool (cores + 4) is too
+    # small for a burst of runs whose pods all report at once
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="kube"))
     kube.load_config()
     memo.clients = Clients()
     memo.storage = storages.from_settings(SETTINGS)
@@ -94,7 +98,8 @@ async def spawn_job(
     except ApiException as exc:
         if exc.status != 409:  # an existing Job is ours (deterministic name): not an error
             raise kopf.TemporaryError(f"cannot create Job {name}: {exc.reason}", delay=5) from exc
-    await reconcile(memo, namespace, name)
+    # no reconcile here: the Job's own events bring one, and under a burst these calls would queue
+    # new Jobs behind status updates
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={kube.RUN_LABEL: kopf.PRESENT})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -297,6 +298,10 @@ def test_s3_down_is_503_not_a_crash(api_server, seaweedfs_factory) -> None:
         assert job.status_code == 200 and job.json()["status"] == "succeeded"
         s3.start()
         assert client.get("/ready").status_code == 200
-        assert client.get(f"/jobs/{done['job_id']}/download").status_code == 200
+        # a restarted SeaweedFS answers for its buckets before its volume server serves objects again
+        deadline = time.monotonic() + 60
+        while (status := client.get(f"/jobs/{done['job_id']}/download").status_code) == 503 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert status == 200
         assert client.post("/cli/run", json=body).json()["status"] == "success"
     assert server.scratch_files() == []

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes import client, watch
@@ -42,6 +43,8 @@ class KubeBackend(Backend):
 
     async def start(self) -> None:
         kube.load_config()
+        # every request makes blocking client calls in threads: more than the default cores + 4
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="kube"))
         self.api = client.CustomObjectsApi()
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._watch_forever, name="zyraruns-watch", daemon=True)
