@@ -48,3 +48,4 @@ clean:
 	rm -rf $(VENV) var build *.egg-info
 
 include hack/cluster.mk
+include hack/manifests.mk
