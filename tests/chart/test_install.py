@@ -196,7 +196,7 @@ def test_install_run_uninstall(
                 left.append(got.stdout.strip())
         assert not left, left
         # the pods go after their Deployments (garbage collection); both processes exit on SIGTERM
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a busy node (other tests, benchmarks) is slow to reap pods
         while True:
             remaining = kube_cluster.kubectl("-n", namespace, "get", "all,secrets,serviceaccounts,roles,rolebindings,"
                                              "networkpolicies,poddisruptionbudgets,jobs,zyraruns", "-o", "name").stdout.split()
