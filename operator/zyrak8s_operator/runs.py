@@ -60,10 +60,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.relay = relays.from_url(SETTINGS.redis_url.get_secret_value() if SETTINGS.redis_url else None)
     memo.catalogue = catalogue.load()
     metrics.serve(SETTINGS.operator_metrics_port)
+    memo.resync = asyncio.create_task(_resync_forever(memo))
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    memo.resync.cancel()
     await memo.relay.close()
 
 
@@ -114,9 +116,33 @@ async def cancel_run(name: str, namespace: str, new: Any, memo: kopf.Memo, **_: 
         await reconcile(memo, namespace, name)
 
 
-@kopf.timer(kube.GROUP, kube.VERSION, kube.PLURAL, interval=SETTINGS.operator_resync_seconds, idle=0)
-async def resync(name: str, namespace: str, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
-    """The safety net for missed events, and the clean-up of finished runs."""
+async def _resync_forever(memo: kopf.Memo) -> None:
+    """The safety net for missed events, and the clean-up of finished runs: one loop over all runs.
+    (A kopf timer per run would put kopf's finalizer on every ZyraRun: runs, and so their namespace,
+    could then not be deleted while the operator is away.)"""
+    while True:
+        await asyncio.sleep(SETTINGS.operator_resync_seconds)
+        try:
+            items = await asyncio.to_thread(_list_runs, memo.clients)
+        except ApiException as exc:
+            log.warning("cannot list ZyraRuns", extra={"status": exc.status})
+            continue
+        for obj in items:
+            try:
+                await _resync(memo, obj["metadata"]["namespace"], obj["metadata"]["name"], obj.get("status") or {})
+            except Exception:  # one run's trouble must not stop the loop for the others
+                log.exception("resync failed", extra={"run": obj["metadata"]["name"]})
+
+
+def _list_runs(api: Clients) -> list[dict[str, Any]]:
+    if SETTINGS.namespace:
+        listing = api.custom.list_namespaced_custom_object(kube.GROUP, kube.VERSION, SETTINGS.namespace, kube.PLURAL)
+    else:
+        listing = api.custom.list_cluster_custom_object(kube.GROUP, kube.VERSION, kube.PLURAL)
+    return listing["items"]  # type: ignore[no-any-return]
+
+
+async def _resync(memo: kopf.Memo, namespace: str, name: str, status: dict[str, Any]) -> None:
     if status.get("phase") not in kube.FINAL_PHASES:
         await reconcile(memo, namespace, name)
         return

@@ -144,6 +144,9 @@ def stack(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -
         yield Stack(kube_cluster, namespace, api, operator, s3, redis, image)
     finally:
         api.stop()
+        # runs go while the operator still answers: a run holding a finalizer from an older operator
+        # version would otherwise keep the namespace Terminating
+        kube_cluster.kubectl("-n", namespace, "delete", "zyraruns", "--all", "--timeout=60s", check=False)
         operator.stop()
         kube_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         s3.stop()

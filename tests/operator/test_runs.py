@@ -253,3 +253,18 @@ def test_operator_metrics_count_finished_runs(stack: Stack) -> None:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     assert 'zyra_operator_runs_finished_total{phase="Succeeded",reason="Completed"}' in text
     assert "zyra_operator_jobs_created_total" in text
+
+
+def test_a_run_can_be_deleted_while_the_operator_is_away(stack: Stack) -> None:
+    obj = {
+        "apiVersion": "zyra.io/v1alpha1", "kind": "ZyraRun", "metadata": {"name": "no-finalizer"},
+        "spec": {"stage": "visualize", "command": "heatmap", "argv": ["--output", "/abs.png"]},
+    }
+    stack.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    stack.wait_phase("no-finalizer", ("Failed",), timeout=60)
+    assert not stack.zyrarun("no-finalizer")["metadata"].get("finalizers")
+    stack.operator.kill9()
+    try:
+        stack.kubectl("delete", "zyrarun", "no-finalizer", "--timeout=30s")
+    finally:
+        stack.operator.start()
