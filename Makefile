@@ -54,3 +54,4 @@ clean:
 
 include hack/cluster.mk
 include hack/manifests.mk
+include hack/kind.mk
