@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 # pip resolves against this file's pins; the stamp re-installs when pyproject.toml changes
 STAMP := $(VENV)/.installed
 
-.PHONY: help install apt-test run test test-fast lock catalogue clean
+.PHONY: help install apt-test run test test-fast catalogue clean
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | sort
@@ -16,8 +16,8 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(PIP) install -q -c constraints.txt -e '.[zyra,operator,test]'
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e '.[zyra,operator,test]'
 	@touch $@
 
 install: $(STAMP) ## create .venv with the service, zyra and the test tools
@@ -40,11 +40,6 @@ test: install apt-test ## install everything, bring up the local cluster when no
 
 test-fast: install apt-test ## every test that needs no cluster
 	$(VENV)/bin/pytest -q -m 'not cluster' $(PYTEST_ARGS)
-
-lock: install ## re-pin constraints.txt to what .venv resolved (after changing dependencies in pyproject.toml)
-	@{ echo "# Exact versions the project is built and tested with (images and .venv install with -c constraints.txt)."; \
-	   echo "# Regenerate: make lock"; \
-	   $(PIP) freeze --exclude-editable | grep -v -i -E '^(py-spy|ruff|zyra-k8s)==' | sort -f; } > constraints.txt
 
 catalogue: install ## regenerate service/zyrak8s_core/catalogue.json from the installed zyra
 	$(PY) -m zyrak8s_core.catalogue_build

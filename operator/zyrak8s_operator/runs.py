@@ -1,6 +1,6 @@
 """ZyraRun handlers: create the Job, follow it, write the status, clean up.
 
-    kopf run --standalone -m zyrak8s_operator [--namespace NS | --all-namespaces]
+    python -m zyrak8s_operator [--namespace NS | --all-namespaces]
 
 Every handler funnels into `reconcile`, which reads the run, its Job and its Pods as they are now and
 writes the status that `outcome.decide` gives: a restarted operator picks every run up where it was, and a
@@ -12,13 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
 import kopf
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from zyrak8s_core import callbacks, catalogue, kube, logs
 from zyrak8s_core import relay as relays
@@ -27,6 +24,7 @@ from zyrak8s_core.runs import RunSpec, tail
 from zyrak8s_core.settings import Settings, get_settings
 
 from zyrak8s_operator import jobs, metrics
+from zyrak8s_operator.kubeapi import ApiError, KubeApi, login
 from zyrak8s_operator.outcome import Outcome, decide
 
 log = logging.getLogger(__name__)
@@ -36,11 +34,15 @@ _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 _background: set[asyncio.Task[Any]] = set()
 
 
-class Clients:
-    def __init__(self) -> None:
-        self.custom = client.CustomObjectsApi()
-        self.batch = client.BatchV1Api()
-        self.core = client.CoreV1Api()
+RUNS = f"{kube.GROUP}/{kube.VERSION}"  # group/version of ZyraRuns, as KubeApi takes it
+JOBS = "batch/v1"
+CORE = "v1"
+
+
+@kopf.on.login()
+def authenticate(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's own login functions: with the official client installed kopf would import it (~59 MiB)."""
+    return login(logger, settings)
 
 
 @kopf.on.startup()
@@ -51,11 +53,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's would repeat it
     settings.watching.server_timeout = 300
     settings.batching.worker_limit = 64
-    # the Kubernetes client blocks: its calls run in threads, and the default pool (cores + 4) is too
-    # small for a burst of runs whose pods all report at once
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="kube"))
-    kube.load_config()
-    memo.clients = Clients()
+    memo.api = KubeApi(login(logging.getLogger(__name__), settings))
     memo.storage = storages.from_settings(SETTINGS)
     memo.relay = relays.from_url(SETTINGS.redis_url.get_secret_value() if SETTINGS.redis_url else None)
     memo.catalogue = catalogue.load()
@@ -66,6 +64,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     memo.resync.cancel()
+    await memo.api.close()
     await memo.relay.close()
 
 
@@ -94,10 +93,10 @@ async def spawn_job(
     manifest = jobs.job_manifest(name, dict(spec), run_spec, SETTINGS)
     kopf.adopt(manifest, owner=body)
     try:
-        await asyncio.to_thread(memo.clients.batch.create_namespaced_job, namespace, manifest)
+        await memo.api.create(JOBS, namespace, "jobs", manifest)
         metrics.JOBS_CREATED.inc()
         kopf.event(body, type="Normal", reason="JobCreated", message=f"Job {name} runs zyra {' '.join(run_spec.argv[:2])}")
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status != 409:  # an existing Job is ours (deterministic name): not an error
             raise kopf.TemporaryError(f"cannot create Job {name}: {exc.reason}", delay=5) from exc
     # no reconcile here: the Job's own events bring one, and under a burst these calls would queue
@@ -123,23 +122,15 @@ async def _resync_forever(memo: kopf.Memo) -> None:
     while True:
         await asyncio.sleep(SETTINGS.operator_resync_seconds)
         try:
-            items = await asyncio.to_thread(_list_runs, memo.clients)
-        except ApiException as exc:
-            log.warning("cannot list ZyraRuns", extra={"status": exc.status})
+            items = await memo.api.list(RUNS, SETTINGS.namespace, kube.PLURAL)
+        except (ApiError, OSError) as exc:
+            log.warning("cannot list ZyraRuns", extra={"error": str(exc)})
             continue
         for obj in items:
             try:
                 await _resync(memo, obj["metadata"]["namespace"], obj["metadata"]["name"], obj.get("status") or {})
             except Exception:  # one run's trouble must not stop the loop for the others
                 log.exception("resync failed", extra={"run": obj["metadata"]["name"]})
-
-
-def _list_runs(api: Clients) -> list[dict[str, Any]]:
-    if SETTINGS.namespace:
-        listing = api.custom.list_namespaced_custom_object(kube.GROUP, kube.VERSION, SETTINGS.namespace, kube.PLURAL)
-    else:
-        listing = api.custom.list_cluster_custom_object(kube.GROUP, kube.VERSION, kube.PLURAL)
-    return listing["items"]  # type: ignore[no-any-return]
 
 
 async def _resync(memo: kopf.Memo, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -151,9 +142,9 @@ async def _resync(memo: kopf.Memo, namespace: str, name: str, status: dict[str, 
         return
     age = (datetime.now(timezone.utc) - finished).total_seconds()
     if age > SETTINGS.run_retention_seconds:
-        await _delete(memo.clients.custom.delete_namespaced_custom_object, kube.GROUP, kube.VERSION, namespace, kube.PLURAL, name)
+        await memo.api.delete(RUNS, namespace, kube.PLURAL, name)
     elif age > SETTINGS.job_ttl_seconds:
-        await _delete(memo.clients.batch.delete_namespaced_job, name, namespace, propagation_policy="Background")
+        await memo.api.delete(JOBS, namespace, "jobs", name, propagation="Background")
 
 
 # ---------------------------------------------------------------- reconcile
@@ -192,14 +183,14 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
 
 
 async def _reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
-    api: Clients = memo.clients
-    run = await _get(api.custom.get_namespaced_custom_object, kube.GROUP, kube.VERSION, namespace, kube.PLURAL, name)
+    api: KubeApi = memo.api
+    run = await api.get(RUNS, namespace, kube.PLURAL, name)
     if run is None or (run.get("status") or {}).get("phase") in kube.FINAL_PHASES:
         return
-    job = await _get(api.batch.read_namespaced_job, name, namespace)
-    job = api.batch.api_client.sanitize_for_serialization(job) if job is not None else None
-    pod_list = await asyncio.to_thread(api.core.list_namespaced_pod, namespace, label_selector=f"{kube.RUN_LABEL}={name}")
-    pods = [api.core.api_client.sanitize_for_serialization(p) for p in pod_list.items]
+    job, pods = await asyncio.gather(
+        api.get(JOBS, namespace, "jobs", name),
+        api.list(CORE, namespace, "pods", labelSelector=f"{kube.RUN_LABEL}={name}"),
+    )
 
     current = run.get("status") or {}
     if job is None and current.get("jobName"):
@@ -213,7 +204,7 @@ async def _reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
     if out.delete_pods:
         for pod in pods:
             if not pod["metadata"].get("deletionTimestamp"):
-                await _delete(api.core.delete_namespaced_pod, pod["metadata"]["name"], namespace)
+                await api.delete(CORE, namespace, "pods", pod["metadata"]["name"])
 
     new = {
         "phase": out.phase,
@@ -225,7 +216,9 @@ async def _reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
         "observedGeneration": run["metadata"].get("generation"),
     }
     if out.final:
-        new.update(await asyncio.to_thread(_final_fields, memo, namespace, name, out, pods))
+        new.update(await asyncio.to_thread(_final_fields, memo, name, out))
+        if new.get("stdoutTail") is None and new.get("stderrTail") is None:  # nothing archived: the pod's log
+            new["stdoutTail"] = await _pod_log_tail(memo, namespace, out.pod_name, SETTINGS.log_tail_bytes)
     # an empty string is left out: the API server reads it as null, which the schema refuses
     changes = {k: v for k, v in new.items() if v is not None and v != "" and current.get(k) != v}
     if not changes:
@@ -239,7 +232,8 @@ async def _reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
         await _finished(memo, run, out, changes)
 
 
-def _final_fields(memo: kopf.Memo, namespace: str, name: str, out: Outcome, pods: list[dict[str, Any]]) -> dict[str, Any]:
+def _final_fields(memo: kopf.Memo, name: str, out: Outcome) -> dict[str, Any]:
+    """What storage knows of a finished run (blocking: runs in a thread)."""
     storage: storages.Storage = memo.storage
     limit = SETTINGS.log_tail_bytes
     fields: dict[str, Any] = {
@@ -253,7 +247,7 @@ def _final_fields(memo: kopf.Memo, namespace: str, name: str, out: Outcome, pods
         fields["stdoutTail"] = storage.tail_bytes(storages.log_key(name, "stdout"), limit).decode(errors="ignore")
         fields["stderrTail"] = storage.tail_bytes(storages.log_key(name, "stderr"), limit).decode(errors="ignore")
     except storages.StorageError:
-        fields["stdoutTail"] = _pod_log_tail(memo, namespace, out.pod_name, limit)
+        fields["stdoutTail"] = fields["stderrTail"] = None
         fields["message"] = ((out.message or "") + " (logs from the pod: none were archived)").strip()[:2000]
     try:
         prefix = storages.output_prefix(name)
@@ -266,12 +260,12 @@ def _final_fields(memo: kopf.Memo, namespace: str, name: str, out: Outcome, pods
     return fields
 
 
-def _pod_log_tail(memo: kopf.Memo, namespace: str, pod: str | None, limit: int) -> str:
+async def _pod_log_tail(memo: kopf.Memo, namespace: str, pod: str | None, limit: int) -> str:
     if not pod:
         return ""
     try:
-        text = memo.clients.core.read_namespaced_pod_log(pod, namespace, container=jobs.RUNNER_CONTAINER, limit_bytes=limit * 4)
-    except ApiException:
+        text = await memo.api.pod_log(namespace, pod, jobs.RUNNER_CONTAINER, limit * 4)
+    except (ApiError, OSError):
         return ""
     return tail(text, limit)
 
@@ -330,43 +324,23 @@ def _conditions(existing: list[dict[str, Any]], out: Outcome) -> list[dict[str, 
     return result
 
 
-async def _stop_job(api: Clients, namespace: str, name: str, job: dict[str, Any], why: str) -> None:
+async def _stop_job(api: KubeApi, namespace: str, name: str, job: dict[str, Any], why: str) -> None:
     if ((job.get("metadata") or {}).get("annotations") or {}).get(jobs.STOPPED_ANNOTATION):
         return
     body = {"metadata": {"annotations": {jobs.STOPPED_ANNOTATION: why}}, "spec": {"parallelism": 0}}
     try:
-        await asyncio.to_thread(api.batch.patch_namespaced_job, name, namespace, body)
-    except ApiException as exc:
+        await api.patch(JOBS, namespace, "jobs", name, body)
+    except ApiError as exc:
         if exc.status != 404:
             raise
 
 
 async def _patch_status(memo: kopf.Memo, namespace: str, name: str, status: dict[str, Any]) -> None:
     try:
-        await asyncio.to_thread(
-            memo.clients.custom.patch_namespaced_custom_object_status,
-            kube.GROUP, kube.VERSION, namespace, kube.PLURAL, name, {"status": status},
-        )
-    except ApiException as exc:
+        await memo.api.patch(RUNS, namespace, kube.PLURAL, name, {"status": status}, sub="status")
+    except ApiError as exc:
         if exc.status != 404:
             raise kopf.TemporaryError(f"cannot write the status of {name}: {exc.reason}: {exc.body}"[:1500], delay=2) from exc
-
-
-async def _get(fn: Any, *args: Any) -> Any:
-    try:
-        return await asyncio.to_thread(fn, *args)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-async def _delete(fn: Any, *args: Any, **kwargs: Any) -> None:
-    try:
-        await asyncio.to_thread(fn, *args, **kwargs)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
 
 
 def _now() -> str:

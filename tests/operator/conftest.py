@@ -24,7 +24,7 @@ RUNNER_IMAGE = "zyra-k8s/runner:test"
 
 
 class Operator:
-    """`kopf run -m zyrak8s_operator` as a child process that a test may kill and start again."""
+    """`python -m zyrak8s_operator` (kopf, standalone) as a child process that a test may kill and start again."""
 
     def __init__(self, env: dict[str, str], namespace: str, log: Path) -> None:
         self.env = env
@@ -33,10 +33,9 @@ class Operator:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "Operator":
-        kopf = str(Path(sys.executable).with_name("kopf"))
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [kopf, "run", "--standalone", "-m", "zyrak8s_operator", "--namespace", self.namespace],
+                [sys.executable, "-m", "zyrak8s_operator", "--namespace", self.namespace],
                 env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
         return self
