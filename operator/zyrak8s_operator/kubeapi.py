@@ -7,7 +7,9 @@ pod, else the kubeconfig), so the official client is never imported by the opera
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -26,7 +28,14 @@ class ApiError(Exception):
 
 
 def login(logger: Any, settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
-    info = kopf.login_with_service_account(logger=logger, settings=settings) or kopf.login_with_kubeconfig(logger=logger, settings=settings)
+    """In a pod: its service account, at the address the kubelet injects (KUBERNETES_SERVICE_HOST/PORT,
+    as the official client does: kopf's default name kubernetes.default.svc needs cluster DNS).
+    Elsewhere: the kubeconfig."""
+    info = kopf.login_with_service_account(logger=logger, settings=settings)
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if info is not None and host:
+        info = dataclasses.replace(info, server=f"https://{f'[{host}]' if ':' in host else host}:{port}")
+    info = info or kopf.login_with_kubeconfig(logger=logger, settings=settings)
     if info is None:
         raise kopf.LoginError("no service account and no kubeconfig to reach the Kubernetes API")
     return info
