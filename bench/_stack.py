@@ -36,8 +36,8 @@ for p in (str(ROOT), str(BENCH)):
         sys.path.insert(0, p)
 
 from tests.fixtures import kube as kfx  # noqa: E402
-from tests.fixtures.servers import ApiServer, free_port, start_redis, start_seaweedfs  # noqa: E402
-from tests.operator.conftest import CRD, RUNNER_IMAGE, Operator, Stack  # noqa: E402
+from tests.fixtures.servers import ApiServer, start_redis, start_seaweedfs  # noqa: E402
+from tests.operator.conftest import CRD, RUNNER_IMAGE, Operator, Stack, operator_env  # noqa: E402
 
 from _common import machine  # noqa: E402
 
@@ -101,27 +101,6 @@ class Bench:
     @property
     def namespace(self) -> str:
         return self.stack.namespace
-
-
-def operator_env(store: dict[str, str], cluster: kfx.KubeCluster, namespace: str, image: str,
-                 overrides: dict[str, str] | None = None) -> dict[str, str]:
-    """The operator's environment as tests/operator/conftest.py gives it (same settings), plus overrides."""
-    env = {
-        **store,
-        "KUBECONFIG": cluster.kubeconfig,
-        "ZYRA_NAMESPACE": namespace,
-        "ZYRA_RUNNER_IMAGE": image,
-        "ZYRA_IMAGE_PULL_POLICY": "IfNotPresent",
-        "ZYRA_OPERATOR_RESYNC_SECONDS": "5",
-        "ZYRA_JOB_TTL_SECONDS": "10",
-        "ZYRA_CANCEL_GRACE_SECONDS": "3",
-        "ZYRA_OPERATOR_METRICS_PORT": str(free_port()),
-        "ZYRA_LOG_FORMAT": "text",
-        "ZYRA_DEFAULT_CPU_REQUEST": "10m",
-        "ZYRA_DEFAULT_MEMORY_REQUEST": "64Mi",
-    }
-    env.update(overrides or {})
-    return env
 
 
 @contextlib.contextmanager

@@ -92,6 +92,26 @@ class Stack:
             return client.CoreV1Api(api).list_namespaced_pod(self.namespace, label_selector=f"zyra.io/run={name}").items
 
 
+def operator_env(store: dict[str, str], cluster: KubeCluster, namespace: str, image: str,
+                 overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The operator's settings for tests and benchmarks: quick resync and clean-up, small requests."""
+    return {
+        **store,
+        "KUBECONFIG": cluster.kubeconfig,
+        "ZYRA_NAMESPACE": namespace,
+        "ZYRA_RUNNER_IMAGE": image,
+        "ZYRA_IMAGE_PULL_POLICY": "IfNotPresent",
+        "ZYRA_OPERATOR_RESYNC_SECONDS": "5",
+        "ZYRA_JOB_TTL_SECONDS": "10",
+        "ZYRA_CANCEL_GRACE_SECONDS": "3",
+        "ZYRA_OPERATOR_METRICS_PORT": str(free_port()),
+        "ZYRA_LOG_FORMAT": "text",
+        "ZYRA_DEFAULT_CPU_REQUEST": "10m",
+        "ZYRA_DEFAULT_MEMORY_REQUEST": "64Mi",
+        **(overrides or {}),
+    }
+
+
 def _namespace(cluster: KubeCluster) -> str:
     name = f"zyra-e2e-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
@@ -120,24 +140,7 @@ def stack(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -
         "ZYRA_S3_SECRET_KEY": s3.secret_key, "ZYRA_REDIS_URL": redis.url,
     }
     kube_cluster.kubectl("-n", namespace, "create", "secret", "generic", "zyra-runner", *[f"--from-literal={k}={v}" for k, v in store.items()])
-    operator = Operator(
-        {
-            **store,
-            "KUBECONFIG": kube_cluster.kubeconfig,
-            "ZYRA_NAMESPACE": namespace,
-            "ZYRA_RUNNER_IMAGE": image,
-            "ZYRA_IMAGE_PULL_POLICY": "IfNotPresent",
-            "ZYRA_OPERATOR_RESYNC_SECONDS": "5",
-            "ZYRA_JOB_TTL_SECONDS": "10",
-            "ZYRA_CANCEL_GRACE_SECONDS": "3",
-            "ZYRA_OPERATOR_METRICS_PORT": str(free_port()),
-            "ZYRA_LOG_FORMAT": "text",
-            "ZYRA_DEFAULT_CPU_REQUEST": "10m",
-            "ZYRA_DEFAULT_MEMORY_REQUEST": "64Mi",
-        },
-        namespace,
-        root / "operator.log",
-    ).start()
+    operator = Operator(operator_env(store, kube_cluster, namespace, image), namespace, root / "operator.log").start()
     api.start()
     try:
         yield Stack(kube_cluster, namespace, api, operator, s3, redis, image)
