@@ -113,18 +113,43 @@ def _warm_up() -> None:
         with open(os.path.join(tmp, "ts.csv"), "w") as fh:
             fh.write("time,value\n2024-01-01,1\n2024-01-02,2\n")
         learned: set[str] = set()
-        for argv in (
+        samples = (
             ["visualize", "heatmap", "--input", "a.npy", "--output", "h.png", "--no-coastline", "--no-borders"],
             ["visualize", "timeseries", "--input", "ts.csv", "--x", "time", "--y", "value", "--output", "t.png"],
-        ):
+        )
+        for argv in samples:
             learned |= _modules_loaded_by(argv, tmp)
-    for name in sorted(learned):
-        if name in sys.modules or name.startswith(("__main__", "zyrak8s_core")):
-            continue
-        try:
-            __import__(name)
-        except BaseException:  # a module that cannot load in a fresh parent is simply not preloaded
-            pass
+        for name in sorted(learned):
+            if name in sys.modules or name.startswith(("__main__", "zyrak8s_core")):
+                continue
+            try:
+                __import__(name)
+            except BaseException:  # a module that cannot load in a fresh parent is simply not preloaded
+                pass
+        # run them once here too: first-use caches (fonts, glyphs, colormaps) then come warm with every fork
+        for argv in samples:
+            _run_quietly(argv, tmp)
+
+
+def _run_quietly(argv: list[str], cwd: str) -> None:
+    saved_cwd, saved_env = os.getcwd(), dict(os.environ)
+    saved_fds = os.dup(1), os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.chdir(cwd)
+        _run_zyra(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved_fds[0], 1)
+        os.dup2(saved_fds[1], 2)
+        for fd in (devnull, *saved_fds):
+            os.close(fd)
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
 
 
 def _modules_loaded_by(argv: list[str], cwd: str) -> set[str]:
