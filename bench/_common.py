@@ -30,17 +30,9 @@ sys.path.insert(0, str(ROOT))
 def servers():  # type: ignore[no-untyped-def]
     """Context-manager factories (redis_cm, s3_cm, source) for a loopback redis-server and SeaweedFS.
 
-    The project's own test fixtures (tests/fixtures/servers.py: start_redis, start_seaweedfs) are used when
-    they can be imported; bench/_servers.py is only a fallback. redis_cm() yields an object with `.url`,
-    s3_cm() one with `.endpoint`, `.access_key`, `.secret_key` and `.proc` (the weed process)."""
-    try:
-        from tests.fixtures import servers as fx  # type: ignore[import-not-found]
-
-        start_redis, start_seaweedfs = fx.start_redis, fx.start_seaweedfs
-    except (ImportError, AttributeError):
-        import _servers  # noqa: E402  (bench/ is on sys.path when a script runs)
-
-        return _servers.redis_server, _servers.seaweedfs, "bench/_servers.py"
+    They are the project's own test fixtures (tests/fixtures/servers.py). redis_cm() yields an object with
+    `.url`, s3_cm() one with `.endpoint`, `.access_key`, `.secret_key` and `.proc` (the weed process)."""
+    from tests.fixtures.servers import start_redis, start_seaweedfs
 
     @contextlib.contextmanager
     def redis_cm():  # type: ignore[no-untyped-def]
