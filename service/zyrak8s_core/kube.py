@@ -79,11 +79,12 @@ def run_object(record: RunRecord, *, image: str | None = None) -> dict[str, Any]
     head = 2 if record.command else 1
     spec: dict[str, Any] = {
         "stage": record.stage,
-        "command": record.command,
         "argv": record.argv[head:],
         "inputs": [{"fileId": i["file_id"], "name": i["name"]} for i in record.inputs],
         "timeoutSeconds": record.timeout_seconds,
     }
+    if record.command:  # `zyra run <pipeline>` has none; the schema refuses a null
+        spec["command"] = record.command
     if record.callback_url:
         spec["callbackUrl"] = record.callback_url
     if image:
