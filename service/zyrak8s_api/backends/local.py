@@ -57,7 +57,7 @@ class LocalBackend(Backend):
     # -- life cycle
 
     async def start(self) -> None:
-        self._recover()
+        await self._recover()
         if isinstance(self.launcher, launchers.ZygoteLauncher):
             self._spawn(self._start_zygote())
         self._workers = [asyncio.create_task(self._worker()) for _ in range(self.settings.max_concurrent_runs)]
@@ -79,7 +79,7 @@ class LocalBackend(Backend):
             await self.launcher.close()
         self.records.close()
 
-    def _recover(self) -> None:
+    async def _recover(self) -> None:
         for record, pid in self.records.unfinished():
             if record.status == Status.queued:
                 self._queue.put_nowait(record.job_id)
@@ -87,17 +87,36 @@ class LocalBackend(Backend):
             if pid and _is_our_child(pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
+            stdout, stderr = await self._salvage_logs(record)
             record.finish(
                 RunResult(
                     reason=Reason.interrupted,
                     message="the API stopped while this run was in flight; it did not finish",
-                    stdout_tail=record.stdout_tail,
-                    stderr_tail=record.stderr_tail,
+                    stdout_tail=stdout,
+                    stderr_tail=stderr,
                 ),
                 self.settings.log_tail_bytes,
             )
             self.records.update(record)
+            await self._finish(record)  # clients still following its stream get the end
             log.warning("run interrupted by a restart", extra={"job_id": record.job_id})
+
+    async def _salvage_logs(self, record: RunRecord) -> tuple[str, str]:
+        """What an interrupted run printed, from the relay (Redis outlives the API), archived like a finished
+        run's logs; the record's tails when the relay has nothing (it was in this process)."""
+        try:
+            events = await self.relay.snapshot(record.job_id)
+        except relays.RelayUnavailable:
+            events = []
+        if not events:
+            return record.stdout_tail, record.stderr_tail
+        logs = {kind: "".join(e.data for e in events if e.kind == kind) for kind in ("stdout", "stderr")}
+        try:
+            for kind, text in logs.items():
+                await asyncio.to_thread(self.storage.put_bytes, storages.log_key(record.job_id, kind), text.encode())
+        except storages.StorageError as exc:
+            log.warning("could not archive an interrupted run's logs", extra={"job_id": record.job_id, "error": str(exc)})
+        return logs["stdout"], logs["stderr"]
 
     # -- the Backend interface
 
