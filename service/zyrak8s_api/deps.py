@@ -19,6 +19,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from zyrak8s_core import catalogue, relay as relays, storage as storages
 from zyrak8s_core.settings import Settings
 from zyrak8s_api.backends.base import Backend
+from zyrak8s_api.draining import Draining
 
 __all__ = ["Services", "ServicesDep", "OwnerDep", "authenticate", "key_owner"]
 
@@ -33,6 +34,7 @@ class Services:
     backend: Backend
     catalogue: catalogue.Catalogue
     limiter: MovingWindowRateLimiter | None
+    draining: Draining
 
 
 def _services(request: Request) -> Services:

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from zyrak8s_core import catalogue, launchers, logs, relay as relays, storage as storages
 from zyrak8s_core.settings import Settings, get_settings
 from zyrak8s_api import metrics
 from zyrak8s_api.backends.base import Backend
 from zyrak8s_api.deps import Services
+from zyrak8s_api.draining import Draining
 from zyrak8s_api.routes import commands, health, runs, uploads, ws
 
 __all__ = ["create_app"]
@@ -55,7 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         storage = storages.from_settings(settings)
         relay = relays.from_url(settings.redis_url.get_secret_value() if settings.redis_url else None, settings.relay_max_entries)
         backend = _backend(settings, storage, relay)
-        app.state.services = Services(settings, storage, relay, backend, catalogue.load(), _limiter(settings))
+        draining = Draining()
+        draining.install()
+        app.state.services = Services(settings, storage, relay, backend, catalogue.load(), _limiter(settings), draining)
         await backend.start()
         try:
             yield
@@ -95,6 +98,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # a route, not a mount: a mount answers GET /metrics with a redirect to /metrics/
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # -- serving
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1  # uvicorn worker processes; more than one needs the kubernetes backend and Redis
+    graceful_timeout_seconds: float = 30.0  # on SIGTERM, in-flight requests get this long to finish
+    keepalive_timeout_seconds: float = 5.0  # idle HTTP keep-alive connections are closed after this
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For/-Proto are trusted ("*": any)
 
     # -- where runs execute and where their records live
     backend: Literal["local", "kubernetes"] = "local"
@@ -100,6 +104,14 @@ class Settings(BaseSettings):
     def _keys_from_csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"ZYRA_LOG_LEVEL={value!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
     @field_validator("rate_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
@@ -130,7 +142,22 @@ class Settings(BaseSettings):
             raise ValueError("ZYRA_S3_BUCKET with ZYRA_S3_ENDPOINT needs ZYRA_S3_ACCESS_KEY and ZYRA_S3_SECRET_KEY")
         if self.max_concurrent_runs < 1:
             raise ValueError("ZYRA_MAX_CONCURRENT_RUNS must be at least 1")
+        self._check_workers()
         return self
+
+    def _check_workers(self) -> None:
+        if self.workers < 1:
+            raise ValueError("ZYRA_WORKERS must be at least 1")
+        if self.workers == 1:
+            return
+        # the embedded backend keeps its executor and queue in the process; rate limits live in Redis only
+        if self.backend != "kubernetes":
+            raise ValueError(
+                f"ZYRA_WORKERS={self.workers} needs ZYRA_BACKEND=kubernetes: the embedded backend runs its queue "
+                "inside one process (scale it with ZYRA_MAX_CONCURRENT_RUNS instead)"
+            )
+        if self.redis_url is None:
+            raise ValueError(f"ZYRA_WORKERS={self.workers} needs ZYRA_REDIS_URL: workers share rate limits and live logs through Redis")
 
     @property
     def api_key_values(self) -> frozenset[str]:

@@ -69,3 +69,26 @@ def test_other_bad_values_fail_at_start(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("ZYRA_BACKEND", "cloud")
     with pytest.raises(ValueError, match="backend"):
         Settings()
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        ({"ZYRA_WORKERS": "0"}, "at least 1"),
+        ({"ZYRA_WORKERS": "2"}, "needs ZYRA_BACKEND=kubernetes"),
+        ({"ZYRA_WORKERS": "2", "ZYRA_BACKEND": "kubernetes"}, "needs ZYRA_REDIS_URL"),
+    ],
+)
+def test_several_workers_need_the_kubernetes_backend_and_redis(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], complaint: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=complaint):
+        Settings()
+
+
+def test_several_workers_on_the_kubernetes_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZYRA_WORKERS", "4")
+    monkeypatch.setenv("ZYRA_BACKEND", "kubernetes")
+    monkeypatch.setenv("ZYRA_REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert Settings().workers == 4

@@ -103,7 +103,10 @@ async def run(
         raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
     if body.mode == "async":
         return JSONResponse(RunAccepted(job_id=record.job_id).model_dump(), 202)
-    record = await services.backend.wait(record.job_id, settings.sync_wait_seconds)
+    # a server told to stop answers at once instead of being cut off mid-wait: the client follows the run
+    # through another replica (or this one after its restart)
+    waited, final = await services.draining.first(services.backend.wait(record.job_id, settings.sync_wait_seconds))
+    record = final if waited and final is not None else await services.backend.get(record.job_id)
     if not record.status.final:  # the run goes on; the client follows it like an async one
         return JSONResponse(RunAccepted(job_id=record.job_id).model_dump(), 202)
     stdout, stderr = await full_logs(record, services.storage, services.relay, services.settings.log_tail_bytes)

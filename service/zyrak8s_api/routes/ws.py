@@ -8,7 +8,8 @@ Frames: {"stdout": chunk, "seq": n}, {"stderr": chunk, "seq": n}, {"progress": 0
 
 A client that connects late gets everything from the first line; one that reconnects with `since=<last seq
 it saw>` gets the rest exactly once. When the live stream is gone (a run that ended long ago), the archived
-logs are sent instead, then the final frame. A bad key: close code 1008; an unknown job: close code 4404.
+logs are sent instead, then the final frame. A bad key: close code 1008; an unknown job: close code 4404;
+a server shutting down: 1012 (reconnect, to any replica, with since=).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from zyrak8s_api.joblogs import full_logs
 router = APIRouter(tags=["stream"])
 
 STREAMS = ("stdout", "stderr", "progress")
+RESTARTING = 1012  # "service restart": the stream goes on through another replica, from `since`
 ARCHIVE_CHUNK = 64 * 1024
 
 
@@ -53,13 +55,16 @@ async def stream_job(websocket: WebSocket, job_id: str, stream: str | None = Non
         return
     metrics.WS_CLIENTS.inc()
     try:
-        await _follow(websocket, services, record, wanted, since)
+        followed, _ = await services.draining.first(_follow(websocket, services, record, wanted, since))
     except WebSocketDisconnect:
-        pass
+        followed = True
     finally:
         metrics.WS_CLIENTS.dec()
-    with contextlib.suppress(Exception):
-        await websocket.close(1000)
+    with contextlib.suppress(Exception):  # the client may be gone already
+        if followed:
+            await websocket.close(1000)
+        else:  # no error frame: nothing went wrong with the run
+            await websocket.close(RESTARTING, "server shutting down: reconnect with since=<the last seq received>")
 
 
 async def _follow(websocket: WebSocket, services: Services, record: RunRecord, wanted: set[str], since: int) -> None:
