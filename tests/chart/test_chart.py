@@ -28,6 +28,7 @@ SCENARIOS = {
                       "--set", "api.podDisruptionBudget.minAvailable=1,api.service.clusterIP=10.96.0.50",
                       "--set", "api.networkPolicy.from[0].podSelector.matchLabels.app=gateway"],
     "existing-secrets": ["--set", "apiKeys.existingSecret=keys,storage.existingSecret=store"],
+    "ingress-tls-example": ["-f", str(REPO / "examples/tls/ingress-values.yaml")],
     "everything-off": ["--set", "api.podDisruptionBudget.enabled=false,api.networkPolicy.enabled=false",
                        "--set", "operator.networkPolicy.enabled=false,runner.networkPolicy.enabled=false",
                        "--set", "operator.rbac.create=false,operator.rbac.clusterScan=false,api.serviceAccount.create=false"],
@@ -81,6 +82,28 @@ def test_operator_gets_the_runner_image_and_secret(helm: Any) -> None:
     assert env["ZYRA_RUNNER_SERVICE_ACCOUNT"] == "zt-zyra-k8s-runner"
     runner_sa = next(d for d in docs if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "zt-zyra-k8s-runner")
     assert runner_sa["automountServiceAccountToken"] is False
+
+
+def test_the_api_serves_from_two_pods_that_drain_before_they_stop(helm: Any) -> None:
+    docs = [d for d in yaml.safe_load_all(helm("template", "zt", str(CHART))) if d]
+    api = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "zt-zyra-k8s-api")
+    pod = api["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert api["spec"]["replicas"] == 2
+    assert env["ZYRA_WORKERS"] == "1"
+    sleep = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
+    graceful = float(env["ZYRA_GRACEFUL_TIMEOUT_SECONDS"])
+    assert sleep + graceful < pod["terminationGracePeriodSeconds"], "SIGKILL would come before the drain ends"
+
+
+def test_the_tls_example_renders_an_ingress_cert_manager_fills(helm: Any) -> None:
+    out = helm("template", "zt", str(CHART), "-f", str(REPO / "examples/tls/ingress-values.yaml"))
+    ingress = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Ingress")
+    assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert ingress["spec"]["tls"] == [{"secretName": "zyra-example-com-tls", "hosts": ["zyra.example.com"]}]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "zt-zyra-k8s-api", "port": {"name": "http"}}
 
 
 def test_pdb_follows_the_cluster(helm: Any) -> None:

@@ -118,7 +118,7 @@ def test_install_run_uninstall(
             "s3": {"endpoint": s3.endpoint, "bucket": bucket, "accessKey": s3.access_key, "secretKey": s3.secret_key},
             "redis": {"url": redis.url},
         },
-        "api": {"logFormat": "text", "terminationGracePeriodSeconds": 5,
+        "api": {"logFormat": "text", "terminationGracePeriodSeconds": 5, "preStopSleepSeconds": 1, "gracefulTimeoutSeconds": 3,
                 "resources": {"requests": {"cpu": "20m", "memory": "96Mi"}}},
         "operator": {"logFormat": "text", "resyncSeconds": 5, "terminationGracePeriodSeconds": 5,
                      "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}}},
@@ -141,6 +141,8 @@ def test_install_run_uninstall(
 
         # the API and the operator run as pods, each with its own ServiceAccount and only the chart's Roles
         _ready(kube_cluster, namespace, "api")
+        api_deploy = json.loads(kube_cluster.kubectl("-n", namespace, "get", "deploy", f"{RELEASE}-zyra-k8s-api", "-o", "json").stdout)
+        assert api_deploy["status"].get("readyReplicas") == 2, api_deploy["status"]  # the chart's default: two API pods
         operator_pod = _ready(kube_cluster, namespace, "operator")
         operator_sa, api_sa = f"{RELEASE}-zyra-k8s-operator", f"{RELEASE}-zyra-k8s-api"
         assert _can(kube_cluster, namespace, operator_sa, "create", "jobs.batch", "-n", namespace)
