@@ -22,10 +22,14 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 
 install: $(STAMP) ## create .venv with the service, zyra and the test tools
 
-apt-test: ## Debian packages the tests need (redis-server)
-	@dpkg-query -W -f='$${Status}' redis-server 2>/dev/null | grep -q 'install ok installed' || \
-	  { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq redis-server >/dev/null 2>&1 || \
-	    { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }; }
+APT_TEST := redis-server nginx-light
+
+# RUNLEVEL=1: Debian's maintainer scripts must not start the packages' own services (nginx on :80);
+# the tests start their own servers on loopback
+apt-test: ## Debian packages the tests need (redis-server; nginx-light for the TLS proxy example)
+	@missing=$$(for p in $(APT_TEST); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	[ -z "$$missing" ] || { export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1; apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; }; }
 
 var/api-key:
 	@mkdir -p var && umask 077 && $(PY) -c 'import secrets; print(secrets.token_urlsafe(32))' > $@
