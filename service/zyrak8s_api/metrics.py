@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 __all__ = [
     "REQUESTS", "RUNS_SUBMITTED", "RUNS_RUNNING", "RUNS_FINISHED", "RUN_SECONDS", "UPLOAD_BYTES", "WS_CLIENTS", "exposition",
+    "RequestMetrics",
 ]
 
 REQUESTS = Histogram(
@@ -32,3 +35,30 @@ def exposition() -> bytes:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     return generate_latest(registry)
+
+
+class RequestMetrics:
+    """ASGI middleware timing every HTTP request by method, route template and status. A plain ASGI
+    middleware: Starlette's BaseHTTPMiddleware costs a task group and a memory stream per request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app raises before answering
+
+        async def send_and_note(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")  # the router sets it on this scope
+            REQUESTS.labels(scope["method"], route, str(status)).observe(time.perf_counter() - started)

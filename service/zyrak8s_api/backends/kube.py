@@ -29,6 +29,8 @@ __all__ = ["KubeBackend"]
 
 log = logging.getLogger(__name__)
 
+THREADS = 32
+
 
 class KubeBackend(Backend):
     def __init__(self, settings: Settings, storage: storages.Storage, relay: relays.Relay) -> None:
@@ -44,8 +46,12 @@ class KubeBackend(Backend):
     async def start(self) -> None:
         kube.load_config()
         # every request makes blocking client calls in threads: more than the default cores + 4
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="kube"))
-        self.api = client.CustomObjectsApi()
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="kube"))
+        config = client.Configuration.get_default_copy()
+        # one kept-alive TLS connection per thread (and the watch's): the default pool (5 x cores) is smaller, and
+        # each connection it discards costs a new TLS handshake on both sides (bench/api_replicas.py)
+        config.connection_pool_maxsize = THREADS + 1
+        self.api = client.CustomObjectsApi(client.ApiClient(config))
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._watch_forever, name="zyraruns-watch", daemon=True)
         self._thread.start()
