@@ -79,15 +79,16 @@ def servers(kube_cluster: KubeCluster, tmp_path: Path) -> Iterator[tuple[Any, An
         redis.stop()
 
 
-def _ready(cluster: KubeCluster, namespace: str, component: str) -> str:
+def _ready(cluster: KubeCluster, namespace: str, component: str, count: int = 1) -> list[str]:
+    """The names of the component's pods: `count` of them, running, never restarted, with their own account."""
     pods = json.loads(cluster.kubectl("-n", namespace, "get", "pods", "-l",
                                       f"app.kubernetes.io/component={component}", "-o", "json").stdout)["items"]
-    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
-    pod = pods[0]
-    assert pod["status"]["phase"] == "Running", pod["status"]
-    assert [c["restartCount"] for c in pod["status"]["containerStatuses"]] == [0], pod["status"]
-    assert pod["spec"]["serviceAccountName"] == f"{RELEASE}-zyra-k8s-{component}"
-    return pod["metadata"]["name"]
+    assert len(pods) == count, [p["metadata"]["name"] for p in pods]
+    for pod in pods:
+        assert pod["status"]["phase"] == "Running", pod["status"]
+        assert [c["restartCount"] for c in pod["status"]["containerStatuses"]] == [0], pod["status"]
+        assert pod["spec"]["serviceAccountName"] == f"{RELEASE}-zyra-k8s-{component}"
+    return [pod["metadata"]["name"] for pod in pods]
 
 
 def _can(cluster: KubeCluster, namespace: str, sa: str, *args: str) -> bool:
@@ -118,7 +119,8 @@ def test_install_run_uninstall(
             "s3": {"endpoint": s3.endpoint, "bucket": bucket, "accessKey": s3.access_key, "secretKey": s3.secret_key},
             "redis": {"url": redis.url},
         },
-        "api": {"logFormat": "text", "terminationGracePeriodSeconds": 5, "preStopSleepSeconds": 1, "gracefulTimeoutSeconds": 3,
+        # two pods (the default) of two workers each: the image's multi-process mode on a read-only root
+        "api": {"logFormat": "text", "workers": 2, "terminationGracePeriodSeconds": 5, "preStopSleepSeconds": 1, "gracefulTimeoutSeconds": 3,
                 "resources": {"requests": {"cpu": "20m", "memory": "96Mi"}}},
         "operator": {"logFormat": "text", "resyncSeconds": 5, "terminationGracePeriodSeconds": 5,
                      "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}}},
@@ -140,10 +142,8 @@ def test_install_run_uninstall(
         assert pdb["apiVersion"] == ("policy/v1" if minor >= 21 else "policy/v1beta1")
 
         # the API and the operator run as pods, each with its own ServiceAccount and only the chart's Roles
-        _ready(kube_cluster, namespace, "api")
-        api_deploy = json.loads(kube_cluster.kubectl("-n", namespace, "get", "deploy", f"{RELEASE}-zyra-k8s-api", "-o", "json").stdout)
-        assert api_deploy["status"].get("readyReplicas") == 2, api_deploy["status"]  # the chart's default: two API pods
-        operator_pod = _ready(kube_cluster, namespace, "operator")
+        _ready(kube_cluster, namespace, "api", count=2)  # the chart's default: two API pods
+        [operator_pod] = _ready(kube_cluster, namespace, "operator")
         operator_sa, api_sa = f"{RELEASE}-zyra-k8s-operator", f"{RELEASE}-zyra-k8s-api"
         assert _can(kube_cluster, namespace, operator_sa, "create", "jobs.batch", "-n", namespace)
         assert _can(kube_cluster, namespace, operator_sa, "patch", "zyraruns.zyra.io", "--subresource=status", "-n", namespace)
