@@ -26,10 +26,6 @@ class Draining:
     def __init__(self) -> None:
         self.event = asyncio.Event()
 
-    @property
-    def started(self) -> bool:
-        return self.event.is_set()
-
     def install(self) -> None:
         """Wrap the current handlers (uvicorn's): ours sets the event, then theirs runs as before."""
         if threading.current_thread() is not threading.main_thread():
