@@ -1,8 +1,9 @@
 """`python -m zyrak8s_operator [--namespace NS ... | --all-namespaces]`: the operator, standalone.
 
-Preferred over `kopf run -m zyrak8s_operator`: kopf probes for the official Kubernetes client (and pykube)
-by importing it, ~60 MiB the operator never uses (it talks to the API through kubeapi.py). Here those
-imports are made to fail before kopf looks.
+Preferred over `kopf run -m zyrak8s_operator.runs`: kopf imports the official Kubernetes client (and
+pykube) when it is itself imported, ~60 MiB and 870 modules the operator never uses (it talks to the API
+through kubeapi.py). Here those imports are made to fail before kopf is imported; so neither this module
+nor the package's __init__ (imported first by `python -m`) may import kopf at module level.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import kopf
 
-    import zyrak8s_operator  # noqa: F401  (registers the handlers)
+    from zyrak8s_operator import runs  # noqa: F401  (registers the handlers)
 
     kopf.run(standalone=True, namespaces=args.namespace, clusterwide=args.all_namespaces or not args.namespace)
 
