@@ -23,7 +23,7 @@ from zyrak8s_core import storage as storages
 from zyrak8s_core.runs import RunSpec, tail
 from zyrak8s_core.settings import Settings, get_settings
 
-from zyrak8s_operator import jobs, metrics
+from zyrak8s_operator import jobs, memory, metrics
 from zyrak8s_operator.kubeapi import ApiError, KubeApi, login
 from zyrak8s_operator.outcome import Outcome, decide
 
@@ -59,11 +59,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.catalogue = catalogue.load()
     metrics.serve(SETTINGS.operator_metrics_port)
     memo.resync = asyncio.create_task(_resync_forever(memo))
+    memo.trim = asyncio.create_task(memory.trim_forever())
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     memo.resync.cancel()
+    memo.trim.cancel()
     await memo.api.close()
     await memo.relay.close()
 
