@@ -60,7 +60,7 @@ def trim(min_free: int = 0) -> bool:
 
 
 async def trim_forever(interval: float = TRIM_INTERVAL_SECONDS, min_free: int = TRIM_WHEN_FREE_BYTES) -> None:
-    """A few ms per call (it walks the free lists), only when there is something worth returning."""
+    """1-10 ms per call that trims (it walks the free lists), and only when there is something worth returning."""
     if _LIBC is None:
         log.info("not glibc: the heap is not trimmed")
         return
