@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import kopf
 
@@ -23,7 +23,7 @@ from zyrak8s_core import storage as storages
 from zyrak8s_core.runs import RunSpec, tail
 from zyrak8s_core.settings import Settings, get_settings
 
-from zyrak8s_operator import jobs, memory, metrics
+from zyrak8s_operator import events, jobs, memory, metrics
 from zyrak8s_operator.kubeapi import ApiError, KubeApi, login
 from zyrak8s_operator.outcome import Outcome, decide
 
@@ -89,7 +89,7 @@ async def spawn_job(
                 "phase": "Failed", "reason": "InvalidSpec", "message": f"{exc}{allowed}"[:2000],
                 "completionTime": _now(), "observedGeneration": body["metadata"].get("generation"),
             })
-        kopf.warn(body, reason="InvalidSpec", message=str(exc)[:500])
+        await events.post(memo.api, body, "Warning", "InvalidSpec", str(exc))
         metrics.RUNS_FINISHED.labels(phase="Failed", reason="InvalidSpec").inc()
         return
     manifest = jobs.job_manifest(name, dict(spec), run_spec, SETTINGS)
@@ -97,7 +97,7 @@ async def spawn_job(
     try:
         await memo.api.create(JOBS, namespace, "jobs", manifest)
         metrics.JOBS_CREATED.inc()
-        kopf.event(body, type="Normal", reason="JobCreated", message=f"Job {name} runs zyra {' '.join(run_spec.argv[:2])}")
+        await events.post(memo.api, body, "Normal", "JobCreated", f"Job {name} runs zyra {' '.join(run_spec.argv[:2])}")
     except ApiError as exc:
         if exc.status != 409:  # an existing Job is ours (deterministic name): not an error
             raise kopf.TemporaryError(f"cannot create Job {name}: {exc.reason}", delay=5) from exc
@@ -228,10 +228,10 @@ async def _reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
     if "phase" in changes:
         changes["conditions"] = _conditions(current.get("conditions") or [], out)
     await _patch_status(memo, namespace, name, changes)
-    if "phase" in changes:
-        _announce(run, out)
     if out.final:
         await _finished(memo, run, out, changes)
+    if "phase" in changes:
+        await _announce(memo, run, out)
 
 
 def _final_fields(memo: kopf.Memo, name: str, out: Outcome) -> dict[str, Any]:
@@ -298,10 +298,10 @@ async def _finished(memo: kopf.Memo, run: dict[str, Any], out: Outcome, changes:
         task.add_done_callback(_background.discard)
 
 
-def _announce(run: dict[str, Any], out: Outcome) -> None:
-    kind = "Warning" if out.phase == "Failed" else "Normal"
+async def _announce(memo: kopf.Memo, run: dict[str, Any], out: Outcome) -> None:
+    kind: Literal["Normal", "Warning"] = "Warning" if out.phase == "Failed" else "Normal"
     text = f"{out.phase}" + (f": {out.reason}" if out.reason else "") + (f" (exit code {out.exit_code})" if out.exit_code is not None and out.final else "")
-    kopf.event(run, type=kind, reason=out.reason or out.phase, message=(text + (f" - {out.message}" if out.message else ""))[:1000])
+    await events.post(memo.api, run, kind, out.reason or out.phase, text + (f" - {out.message}" if out.message else ""))
 
 
 def _conditions(existing: list[dict[str, Any]], out: Outcome) -> list[dict[str, Any]]:
