@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -20,6 +19,7 @@ from zyrak8s_operator.kubeapi import ApiError, KubeApi
 log = logging.getLogger(__name__)
 
 COMPONENT = "zyra-operator"
+INSTANCE = socket.gethostname()  # in a pod: the pod's name
 MESSAGE_LIMIT = 1024  # what the API server keeps of an Event's message
 
 
@@ -39,7 +39,7 @@ def event_body(obj: dict[str, Any], type_: Literal["Normal", "Warning"], reason:
         "message": message[:MESSAGE_LIMIT],
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,
-        "reportingInstance": os.environ.get("POD_NAME") or socket.gethostname(),
+        "reportingInstance": INSTANCE,
         "firstTimestamp": now,
         "lastTimestamp": now,
         "count": 1,

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.kube import KubeCluster
+from tests.operator.conftest import CRD
 
 pytestmark = [pytest.mark.cluster]
 
@@ -23,6 +24,7 @@ pytestmark = [pytest.mark.cluster]
 async def _reconcile_outside_kopf(namespace: str, name: str, tmp_path: Path) -> list[Any]:
     import kopf
 
+    from zyrak8s_core import kube
     from zyrak8s_core import relay as relays
     from zyrak8s_core import storage as storages
     from zyrak8s_operator import runs
@@ -38,7 +40,7 @@ async def _reconcile_outside_kopf(namespace: str, name: str, tmp_path: Path) -> 
     )
     try:
         # the operator created the Job and saw it run; the Job is gone now, with no event left to say so
-        await memo.api.patch(runs.RUNS, namespace, "zyraruns", name,
+        await memo.api.patch(runs.RUNS, namespace, kube.PLURAL, name,
                              {"status": {"phase": "Running", "jobName": name}}, sub="status")
         await runs.reconcile(memo, namespace, name)
         return await memo.relay.snapshot(name)
@@ -54,7 +56,7 @@ def test_a_run_finished_by_the_resync_loop_is_announced(
         "apiVersion": "zyra.io/v1alpha1", "kind": "ZyraRun", "metadata": {"name": name},
         "spec": {"stage": "visualize", "command": "heatmap", "argv": ["--help"]},
     }
-    kube_cluster.kubectl("apply", "-f", str(Path(__file__).resolve().parents[2] / "charts/zyra-k8s/crds/zyraruns.zyra.io.yaml"))
+    kube_cluster.kubectl("apply", "-f", str(CRD))
     kube_cluster.kubectl("-n", kube_namespace, "apply", "-f", "-", input=json.dumps(obj))
     monkeypatch.setenv("KUBECONFIG", kube_cluster.kubeconfig)
 
